@@ -1,0 +1,64 @@
+"""``taugate`` command line: subcommands parse arguments, call the library and print; no logic here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from taugate import __version__
+from taugate.errors import TauGateError
+
+EPILOG = """examples:
+  taugate reproduce --dataset mnist-10k --data-dir ../shared/data
+  taugate reproduce --dataset fashion-mnist --seeds 1 --out runs/fmnist
+  taugate datasets --data-dir ../shared/data
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from taugate.cli import datasets, reproduce
+
+    parser = argparse.ArgumentParser(
+        prog="taugate",
+        description="Learned hard activation gates: train, compile, run and benchmark.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"taugate {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for mod in (reproduce, datasets):
+        mod.register(sub)
+    _register_optional(sub)
+    return parser
+
+
+def _register_optional(sub) -> None:
+    """Subcommands of later stages register themselves when their module is present."""
+    import importlib
+
+    for name in ("compile", "predict", "bench", "sweep"):
+        try:
+            mod = importlib.import_module(f"taugate.cli.{name}_cmd")
+        except ModuleNotFoundError as e:
+            if e.name != f"taugate.cli.{name}_cmd":
+                raise
+            continue
+        mod.register(sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except TauGateError as e:
+        print(f"taugate: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("taugate: interrupted; files already written are complete", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Argument types shared by the subcommands: each bad value gets a one-line message naming it."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+
+def number(what: str):
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"{what} must be finite, got {text!r}")
+        return v
+
+    return parse
+
+
+def nonneg_number(what: str):
+    base = number(what)
+
+    def parse(text: str) -> float:
+        v = base(text)
+        if v < 0:
+            raise argparse.ArgumentTypeError(f"{what} must be >= 0, got {text!r}")
+        return v
+
+    return parse
+
+
+def positive_number(what: str):
+    base = number(what)
+
+    def parse(text: str) -> float:
+        v = base(text)
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"{what} must be > 0, got {text!r}")
+        return v
+
+    return parse
+
+
+def int_at_least(what: str, lo: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be an integer, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"{what} must be >= {lo}, got {text!r}")
+        return v
+
+    return parse
+
+
+def int_list(what: str, lo: int = 1):
+    one = int_at_least(what, lo)
+
+    def parse(text: str) -> tuple[int, ...]:
+        parts = [p.strip() for p in text.split(",")]
+        if not text.strip() or any(not p for p in parts):
+            raise argparse.ArgumentTypeError(f"{what} must be a comma-separated list, got {text!r}")
+        return tuple(one(p) for p in parts)
+
+    return parse
+
+
+def name_list(text: str) -> tuple[str, ...]:
+    parts = [p.strip() for p in text.split(",")]
+    if not text.strip() or any(not p for p in parts):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    return tuple(parts)
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="folder holding mnist/ and fashion-mnist/ IDX files (default: $TAUGATE_DATA_DIR, "
+        "then the user cache, then a download, then the built-in 8x8 digits)",
+    )

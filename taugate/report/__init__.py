@@ -1,0 +1,1 @@
+"""Result files of the reproduction: CSV, Markdown / LaTeX tables, figures."""
