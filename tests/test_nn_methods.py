@@ -6,8 +6,8 @@ from torch import nn
 
 from taugate.errors import TauGateError
 from taugate.nn import (
-    MLP,
     METHODS,
+    MLP,
     build_method,
     count_parameters,
     gates,
@@ -82,7 +82,9 @@ def test_gainonly_equals_feedforward_ia3():
         for (_, g), v in zip(gates(gain), vecs):
             g.gamma.copy_(v)
 
-    class IA3FeedForward(nn.Module):  # the computation of peft.tuners.ia3.Linear, is_feedforward=True
+    class IA3FeedForward(
+        nn.Module
+    ):  # the computation of peft.tuners.ia3.Linear, is_feedforward=True
         def __init__(self, lin, vec):
             super().__init__()
             self.base, self.ia3_l = lin, nn.Parameter(vec.clone())
@@ -108,7 +110,9 @@ def test_lora_merged_weight_matches_forward(foundation):
                 p.normal_()
     x = torch.rand(5, 784)
     lin = m[0]
-    torch.testing.assert_close(lin(x), x @ lin.merged_weight().T + lin.base.bias, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        lin(x), x @ lin.merged_weight().T + lin.base.bias, rtol=1e-4, atol=1e-4
+    )
 
 
 @pytest.mark.parametrize("method", list(PAPER_COUNTS))

@@ -6,8 +6,8 @@ import os
 
 import pytest
 import torch
-
 from conftest import DATA_DIR, needs_data
+
 from taugate.cli import main
 from taugate.nn import TauGate, load_checkpoint
 
@@ -53,7 +53,9 @@ def test_results_rows(tiny_run):
     params = {r["method"]: int(r["params"]) for r in rows}
     assert params["taugate"] == 2 * 32 and params["frozen"] == 0
     frozen = [r for r in rows if r["method"] == "frozen"]
-    assert frozen[0]["acc_angle"] != frozen[1]["acc_angle"] or frozen[0]["acc_0"] != frozen[1]["acc_0"]
+    assert (
+        frozen[0]["acc_angle"] != frozen[1]["acc_angle"] or frozen[0]["acc_0"] != frozen[1]["acc_0"]
+    )
 
 
 def test_tables_have_mean_and_std(tiny_run):
@@ -78,7 +80,10 @@ def test_config_json_repeats_the_run(tiny_run, tmp_path):
     cfg = json.loads((tiny_run / "config.json").read_text())
     assert cfg["data"]["dataset"] == "digits" and cfg["timing"]["total_seconds"] > 0
     again = tmp_path / "again"
-    assert main(["reproduce", "--config", str(tiny_run / "config.json"), "--out", str(again), "-q"]) == 0
+    assert (
+        main(["reproduce", "--config", str(tiny_run / "config.json"), "--out", str(again), "-q"])
+        == 0
+    )
     keys = ("seed", "method", "params", "acc_0", "acc_angle", "hard_acc_angle", "high_act_frac")
     a = [[r[k] for k in keys] for r in _rows(tiny_run / "results.csv")]
     b = [[r[k] for k in keys] for r in _rows(again / "results.csv")]

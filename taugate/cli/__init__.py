@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from taugate import __version__
@@ -50,6 +51,10 @@ def _register_optional(sub) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("bench", "sweep"):
+        # Interleaved timing alternates torch (OpenMP), BLAS and Numba thread pools; spinning idle
+        # OpenMP workers would steal the cores from the next backend. Must be set before torch loads.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         return int(args.func(args) or 0)
     except TauGateError as e:

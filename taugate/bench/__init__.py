@@ -1,0 +1,1 @@
+"""Timing harness, sweeps and their reports."""

@@ -1,0 +1,177 @@
+"""Benchmark one compiled model: every backend side by side at each batch size.
+
+One row per (backend, batch): median latency and spread, speedup vs ``torch`` and vs ``dense``, the
+work cap (dense multiply-adds / row-skip multiply-adds needed for these inputs) and the share of the
+cap that row skipping reached. Outputs of all backends are checked to agree before anything is timed.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from contextlib import contextmanager
+
+import numpy as np
+
+from taugate.bench.backends import make_fns, to_numpy
+from taugate.bench.timing import TimingConfig, time_interleaved
+from taugate.errors import TauGateError
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(threads: int | None = None) -> dict:
+    """CPU, cores, threads, Numba threading layer, BLAS and software versions."""
+    import numba
+    import scipy
+
+    info = {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "threads": threads or numba.get_num_threads(),
+        "platform": platform.platform(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
+    }
+    try:
+        info["numba_threading_layer"] = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet
+        info["numba_threading_layer"] = f"not initialised ({numba.config.THREADING_LAYER})"
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+        info["blas"] = ", ".join(
+            f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads)"
+            for p in blas
+        )
+    except Exception:  # threadpoolctl missing or failing: say so, do not fail the benchmark
+        info["blas"] = "unknown"
+    versions = {"python": platform.python_version(), "numpy": np.__version__,
+                "numba": numba.__version__, "scipy": scipy.__version__}  # fmt: skip
+    try:
+        import torch
+
+        versions["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    from taugate import __version__
+
+    versions["taugate"] = __version__
+    info["versions"] = versions
+    return info
+
+
+@contextmanager
+def thread_limit(threads: int | None):
+    """Use ``threads`` for Numba, torch and BLAS inside the block (None: leave as is)."""
+    if threads is None:
+        yield
+        return
+    import numba
+
+    if not 1 <= threads <= numba.config.NUMBA_NUM_THREADS:
+        raise TauGateError(
+            f"--threads must be from 1 to {numba.config.NUMBA_NUM_THREADS}, got {threads}"
+        )
+    old_nb = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    torch_old = None
+    try:
+        import torch
+
+        torch_old = torch.get_num_threads()
+        torch.set_num_threads(threads)
+    except ImportError:
+        torch = None
+    try:
+        from threadpoolctl import threadpool_limits
+
+        limiter = threadpool_limits(limits=threads)
+    except ImportError:
+        limiter = None
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old_nb)
+        if torch_old is not None:
+            torch.set_num_threads(torch_old)
+        if limiter is not None:
+            limiter.restore_original_limits()
+
+
+def batch_inputs(pool: np.ndarray, batch: int) -> np.ndarray:
+    """The first ``batch`` rows of ``pool``, cycled if the pool is smaller."""
+    if len(pool) == 0:
+        raise TauGateError("no inputs to benchmark with")
+    idx = np.arange(batch) % len(pool)
+    return np.ascontiguousarray(pool[idx], np.float32)  # (batch, n_in)
+
+
+def check_agreement(outs: dict[str, np.ndarray], atol: float = 1e-4) -> None:
+    """All backends must compute the same logits (relative to their scale) before timing."""
+    names = list(outs)
+    ref = outs[names[0]]
+    scale = max(1.0, float(np.abs(ref).max()))
+    for n in names[1:]:
+        diff = float(np.abs(outs[n] - ref).max())
+        if diff > atol * scale * 10:
+            raise TauGateError(f"backend {n} disagrees with {names[0]}: max |diff| {diff:.3g}")
+
+
+def bench_model(
+    model,
+    inputs: np.ndarray,
+    batch_sizes=(1, 8, 64, 256),
+    backends=("torch", "dense", "compact", "rowskip"),
+    threads: int | None = None,
+    timing: TimingConfig | None = None,
+    module=None,
+    progress=None,
+) -> tuple[list[dict], dict]:
+    """Time ``backends`` at every batch size; returns (rows, info with compile seconds)."""
+    if any(b < 1 for b in batch_sizes):
+        raise TauGateError(f"batch sizes must be >= 1, got {list(batch_sizes)}")
+    rows = []
+    with thread_limit(threads):
+        compile_s = model.warmup()  # Numba compile or cache load, reported, never timed
+        for batch in batch_sizes:
+            x = batch_inputs(inputs, batch)
+            fns = make_fns(model, x, backends, module)
+            check_agreement({n: to_numpy(f()) for n, f in fns.items() if n != "torch-soft"})
+            model.predict(x, backend="compact")
+            stats = model.last_stats
+            timings = time_interleaved(fns, timing)
+            med = {n: t.median for n, t in timings.items()}
+            for name, t in timings.items():
+                row = {
+                    "backend": name,
+                    "batch": batch,
+                    "median_ms": 1e3 * t.median,
+                    "p25_ms": 1e3 * t.p25,
+                    "p75_ms": 1e3 * t.p75,
+                    "calls_per_sample": t.inner,
+                    "speedup_vs_torch": med["torch"] / t.median if "torch" in med else float("nan"),
+                    "speedup_vs_dense": med["dense"] / t.median if "dense" in med else float("nan"),
+                    "work_cap": stats["work_cap"],
+                }
+                row["cap_share"] = row["speedup_vs_dense"] / row["work_cap"]
+                for i, a in enumerate(stats["active_share"], 1):
+                    row[f"active_L{i}"] = a
+                row["active_mean"] = (
+                    float(np.mean(stats["active_share"])) if stats["active_share"] else 1.0
+                )
+                rows.append(row)
+            if progress is not None:
+                progress(batch)
+    return rows, {"compile_seconds": compile_s, "timed_at": time.strftime("%Y-%m-%d %H:%M:%S")}

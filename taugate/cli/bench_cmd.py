@@ -1,0 +1,143 @@
+"""``taugate bench``: time torch, dense, compact and row-skip inference side by side."""
+
+from __future__ import annotations
+
+import argparse
+
+from taugate.cli.common import add_data_args, int_at_least, int_list, name_list, number
+
+EXAMPLES = """examples:
+  taugate bench m.taugate --batch-sizes 1,8,64,256 --json bench.json
+  taugate bench --random 4096 --active 0.2 --batch-sizes 1 --threads 1
+  taugate bench --random 128 --active 0.5 --hidden-layers 2 --backends torch,dense,rowskip,scipy-sparse
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="side-by-side latency of every backend, speedups, work cap",
+        description="Warm up (Numba compile time reported separately), then time every backend on "
+        "the same inputs, interleaved, and report median latency, spread (IQR), speedup vs torch "
+        "(eager, dense matrices with masks) and vs dense, the work cap (dense multiply-adds / "
+        "row-skip multiply-adds needed for these inputs) and the share of the cap reached.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", metavar="MODEL", nargs="?", help="artifact directory (or use --random)")
+    p.add_argument(
+        "--random",
+        type=int_at_least("--random", 1),
+        metavar="WIDTH",
+        help="benchmark a random gated 784-WIDTH-...-10 model instead",
+    )
+    p.add_argument(
+        "--active",
+        type=number("--active"),
+        default=0.2,
+        help="target active share of each hidden layer with --random (default 0.2)",
+    )
+    p.add_argument("--hidden-layers", type=int_at_least("--hidden-layers", 1), default=2)
+    p.add_argument("--batch-sizes", type=int_list("--batch-sizes"), default=(1, 8, 64, 256))
+    p.add_argument(
+        "--backends",
+        type=name_list,
+        default=("torch", "dense", "compact", "rowskip"),
+        help="comma list of torch, dense, compact, rowskip, scipy-sparse",
+    )
+    p.add_argument(
+        "--threads", type=int_at_least("--threads", 1), help="threads for Numba, torch, BLAS"
+    )
+    p.add_argument(
+        "--inputs", metavar="X.npy", help="inputs to time with (default: the model's test data)"
+    )
+    p.add_argument("--dataset", help="data set for the inputs (default: the model's own)")
+    p.add_argument(
+        "--angle", type=number("--angle"), help="mode of the inputs (default: the model's)"
+    )
+    p.add_argument(
+        "--rounds", type=int_at_least("--rounds", 3), default=21, help="timing samples per backend"
+    )
+    p.add_argument("--json", metavar="FILE", help="write rows and machine info as JSON")
+    add_data_args(p)
+    p.set_defaults(func=run)
+
+
+def _inputs(args, model):
+    import numpy as np
+
+    from taugate.errors import TauGateError
+
+    if args.inputs:
+        from taugate.compile import load_inputs
+
+        return load_inputs(args.inputs, model.n_in), f"file {args.inputs}"
+    if args.random is not None:
+        x = np.random.default_rng(1).standard_normal((1024, model.n_in)).astype(np.float32)
+        return x, "standard normal (the calibration distribution)"
+    from taugate.data import load_dataset, rotated_split
+
+    prov = model.manifest.get("provenance") or {}
+    name = args.dataset or prov.get("dataset")
+    if not name:
+        raise TauGateError(
+            f"{args.model}: no dataset in its provenance; pass --inputs or --dataset"
+        )
+    angle = (
+        args.angle
+        if args.angle is not None
+        else float(prov.get("target_angle", prov.get("angle", 0)))
+    )
+    ds = load_dataset(name, args.data_dir, quiet=True)
+    if ds.n_features != model.n_in:
+        raise TauGateError(
+            f"data set {ds.name} has {ds.n_features} features, model expects {model.n_in}"
+        )
+    return rotated_split(ds, "test", angle)[:1024], f"{ds.name} test at {angle:g}°"
+
+
+def run(args) -> int:
+    from taugate.bench.backends import MODEL_BACKENDS, parse_backends
+    from taugate.bench.run import bench_model, machine_info
+    from taugate.bench.timing import TimingConfig
+    from taugate.errors import TauGateError
+    from taugate.io import atomic_write_json
+    from taugate.runtime import load, random_model
+
+    backends = parse_backends(args.backends, MODEL_BACKENDS)
+    if (args.model is None) == (args.random is None):
+        raise TauGateError("give either MODEL or --random WIDTH")
+    if args.random is not None:
+        if not 0 <= args.active <= 1:
+            raise TauGateError(f"--active must be a share in [0, 1], got {args.active}")
+        sizes = [784] + [args.random] * args.hidden_layers + [10]
+        model = random_model(sizes, args.active, seed=0)
+        what = f"random {'-'.join(map(str, sizes))}, target active {args.active:g}"
+    else:
+        model = load(args.model)
+        what = f"{args.model} ({'-'.join(map(str, model.original_sizes))} -> {'-'.join(map(str, model.sizes))})"
+    x, source = _inputs(args, model)
+    rows, info = bench_model(
+        model, x, args.batch_sizes, backends, args.threads, TimingConfig(rounds=args.rounds)
+    )
+    machine = machine_info(args.threads)
+    print(f"model: {what}; inputs: {source}")
+    print(f"Numba compile / cache load: {info['compile_seconds']:.2f} s (not timed); "
+          f"{machine['cpu']}, {machine['threads']} threads")  # fmt: skip
+    print(f"{'backend':13s} {'batch':>5s} {'median us':>10s} {'IQR us':>9s} {'x torch':>8s} {'x dense':>8s} "
+          f"{'cap':>6s} {'of cap':>7s} {'active':>7s}")  # fmt: skip
+    for r in rows:
+        iqr = 1e3 * (r["p75_ms"] - r["p25_ms"])
+        cap = (
+            f"{r['work_cap']:6.2f} {100 * r['cap_share']:6.0f}%"
+            if r["backend"] == "rowskip"
+            else " " * 14
+        )
+        print(f"{r['backend']:13s} {r['batch']:5d} {1e3 * r['median_ms']:10.1f} {iqr:9.1f} "
+              f"{r['speedup_vs_torch']:7.2f}x {r['speedup_vs_dense']:7.2f}x {cap} {100 * r['active_mean']:6.1f}%")  # fmt: skip
+    if args.json:
+        atomic_write_json(
+            args.json, {"model": what, "inputs": source, "machine": machine, **info, "rows": rows}
+        )
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,80 @@
+"""``taugate compile``: checkpoint -> compacted artifact (manifest.json + weights.safetensors)."""
+
+from __future__ import annotations
+
+import argparse
+
+from taugate.cli.common import add_data_args, int_at_least, nonneg_number, number
+
+EXAMPLES = """examples:
+  taugate compile runs/demo/models/seed0/taugate.safetensors --out taugate.taugate
+  taugate compile MODEL.safetensors --out m.taugate --calib-data fashion-mnist --calib-size 5000
+  taugate compile MODEL.safetensors --out m.taugate --calib-data inputs.npy --min-rate 0.001
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "compile",
+        help="harden gates, fold gains, drop units that never fire: write NAME.taugate/",
+        description="Compile a trained checkpoint (from `taugate reproduce` or `save_checkpoint`) "
+        "into an artifact v1 that `taugate.runtime` runs without torch.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", metavar="MODEL", help="checkpoint .safetensors written by taugate")
+    p.add_argument(
+        "--out", required=True, metavar="NAME.taugate", help="artifact directory to write"
+    )
+    p.add_argument(
+        "--calib-data",
+        metavar="NAME|FILE.npy",
+        help="calibration data set name or .npy inputs (default: the model's data set)",
+    )
+    p.add_argument(
+        "--calib-size",
+        type=int_at_least("--calib-size", 1),
+        default=2000,
+        help="calibration inputs (default 2000)",
+    )
+    p.add_argument(
+        "--angle",
+        type=number("--angle"),
+        help="mode of the calibration / evaluation data (default: the model's target)",
+    )
+    p.add_argument(
+        "--min-rate",
+        type=nonneg_number("--min-rate"),
+        default=0.0,
+        help="drop units firing on <= this share of calibration inputs (default 0: never)",
+    )
+    p.add_argument("--no-compact", action="store_true", help="keep every unit")
+    p.add_argument(
+        "--eval-size",
+        type=int_at_least("--eval-size", 1),
+        help="test images for accuracy before/after (default all)",
+    )
+    add_data_args(p)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from taugate.compile import CompileConfig, compile_checkpoint
+
+    cfg = CompileConfig(min_rate=args.min_rate, compact=not args.no_compact)
+    extra = compile_checkpoint(
+        args.model, args.out, calib_data=args.calib_data, calib_size=args.calib_size,
+        angle=args.angle, data_dir=args.data_dir, eval_size=args.eval_size, cfg=cfg, quiet=args.quiet,
+    )  # fmt: skip
+    rep = extra["compile"]
+    kept = ", ".join(f"{k}/{o}" for k, o in zip(rep["units_kept"], rep["units_original"]))
+    print(
+        f"wrote {args.out}: method {extra['provenance']['method']}, units kept per hidden layer {kept}"
+    )
+    if "accuracy_before" in rep:
+        print(
+            f"accuracy on {rep['eval_size']} test inputs: hard-gated torch {100 * rep['accuracy_before']:.2f}% "
+            f"-> compiled {100 * rep['accuracy_after']:.2f}% (max |logit diff| {rep['max_abs_diff_vs_torch']:.2e})"
+        )
+    return 0

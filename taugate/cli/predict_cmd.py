@@ -1,0 +1,114 @@
+"""``taugate predict``: run an artifact on an .npy file or on a data set, without torch."""
+
+from __future__ import annotations
+
+import argparse
+
+from taugate.cli.common import add_data_args, int_at_least, number
+
+EXAMPLES = """examples:
+  taugate predict m.taugate --input x.npy --output logits.npy --backend rowskip
+  taugate predict m.taugate --dataset fashion-mnist --angle 45 --data-dir ../shared/data
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="logits for an .npy input, or accuracy and active shares on a data set",
+        description="Run a compiled artifact with the torch-free runtime. Inputs: (N, features) or "
+        "(N, H, W) float arrays; float64 / integer input is converted to float32; NaN or inf in "
+        "the input is an error.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", metavar="MODEL", help="artifact directory NAME.taugate")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", metavar="X.npy", help="inputs (N, features) or (N, H, W)")
+    src.add_argument("--dataset", help="evaluate on this data set's test split")
+    p.add_argument("--output", metavar="Y.npy", help="where to write the logits (with --input)")
+    p.add_argument(
+        "--angle",
+        type=number("--angle"),
+        default=None,
+        help="mode of the data set (default: the model's target angle, else 0)",
+    )
+    p.add_argument(
+        "--backend", default="rowskip", help="dense | compact | rowskip (default rowskip)"
+    )
+    p.add_argument("--threads", type=int_at_least("--threads", 1), help="Numba threads")
+    p.add_argument("--batch-size", type=int_at_least("--batch-size", 1), default=1024)
+    add_data_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+
+    from taugate.errors import TauGateError
+    from taugate.io import atomic_write_with
+    from taugate.runtime import load
+
+    model = load(args.model)
+    if args.input:
+        from taugate.compile import load_inputs
+
+        if not args.output:
+            raise TauGateError("--input needs --output Y.npy")
+        x = load_inputs(args.input, model.n_in)
+        logits, counts = _batched(model, x, args)
+        atomic_write_with(args.output, lambda tmp: _save_npy(tmp, logits))
+        print(f"wrote {args.output}: logits {logits.shape} ({args.backend})")
+        _print_active(model, counts)
+        return 0
+    from taugate.data import load_dataset, rotated_split
+
+    prov = model.manifest.get("provenance") or {}
+    angle = (
+        args.angle
+        if args.angle is not None
+        else float(prov.get("target_angle", prov.get("angle", 0.0)))
+    )
+    ds = load_dataset(args.dataset, args.data_dir)
+    if ds.n_features != model.n_in:
+        raise TauGateError(
+            f"data set {ds.name} has {ds.n_features} features, model expects {model.n_in}"
+        )
+    x = rotated_split(ds, "test", angle)
+    logits, counts = _batched(model, x, args)
+    acc = float((logits.argmax(1) == ds.y_test).mean())
+    print(
+        f"{ds.name} test at {angle:g}°: accuracy {100 * acc:.2f}% on {len(x)} images ({args.backend})"
+    )
+    _print_active(model, counts)
+    return 0
+
+
+def _batched(model, x, args):
+    import numpy as np
+
+    from taugate.errors import TauGateError
+
+    if len(x) == 0:
+        raise TauGateError("input is an empty batch (0 rows)")
+    outs, counts = [], []
+    for s in range(0, len(x), args.batch_size):
+        outs.append(
+            model.predict(x[s : s + args.batch_size], backend=args.backend, threads=args.threads)
+        )
+        counts.append(np.asarray(model.last_stats["active_counts"], dtype=np.float64).T)  # (b, L-1)
+    return np.concatenate(outs), np.concatenate(counts)  # (N, C), (N, L-1)
+
+
+def _print_active(model, counts) -> None:
+    if counts.size == 0:
+        return
+    widths = model.original_sizes[1:-1]
+    shares = ", ".join(f"{100 * counts[:, i].mean() / w:.1f}%" for i, w in enumerate(widths))
+    print(f"active share per hidden layer (of the original units): {shares}")
+
+
+def _save_npy(tmp, arr) -> None:
+    import numpy as np
+
+    with open(tmp, "wb") as f:
+        np.save(f, arr)

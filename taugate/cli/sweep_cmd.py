@@ -1,0 +1,93 @@
+"""``taugate sweep``: accuracy and speed of every backend across lambda, seed, width, batch size."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from taugate.cli.common import add_data_args, int_at_least, int_list, name_list, number
+
+EXAMPLES = """examples:
+  taugate sweep --lambdas 0,1e-4,3e-4,1e-3,3e-3,1e-2,3e-2 --seeds 3 --dataset fashion-mnist --angle 45 --out runs/sweep
+  taugate sweep --dataset fashion-mnist --widths 128,512,2048 --lambdas 0,1e-2,3e-2 --seeds 1 --out runs/wide
+  taugate sweep ... --out runs/sweep            # rerun: finished cells are skipped
+  taugate sweep ... --out runs/sweep --resume   # changed arguments: reuse the cells that still match
+"""
+
+
+def lambda_list(text: str) -> tuple[float, ...]:
+    parts = [p.strip() for p in text.split(",")]
+    if not text.strip() or any(not p for p in parts):
+        raise argparse.ArgumentTypeError(
+            f"--lambdas must be a comma-separated list of numbers, got {text!r}"
+        )
+    vals = []
+    for p in parts:
+        try:
+            v = float(p)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--lambdas: {p!r} is not a number") from None
+        if not math.isfinite(v) or v < 0:
+            raise argparse.ArgumentTypeError(
+                f"--lambdas: lambda must be a finite number >= 0, got {p!r}"
+            )
+        vals.append(v)
+    return tuple(vals)
+
+
+def register(sub) -> None:
+    from taugate.bench.backends import ALL_BACKENDS
+    from taugate.bench.sweep import DEFAULT_LAMBDAS
+
+    p = sub.add_parser(
+        "sweep",
+        help="train TauGate across lambdas / widths, compile, and time every backend",
+        description="Per seed and width one foundation (reused), then TauGate at each lambda, "
+        "hardened and compiled; accuracy at 0° and the angle (soft, hard, compiled), active shares, "
+        "and side-by-side timings of every backend at each batch size. Writes sweep.csv, "
+        "sweep.json, summary.md and figures/; finished cells are kept, so a rerun resumes.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--lambdas", type=lambda_list, default=DEFAULT_LAMBDAS)
+    p.add_argument("--seeds", type=int_at_least("--seeds", 1), default=3)
+    p.add_argument("--seed", type=int_at_least("--seed", 0), default=0, help="first seed")
+    p.add_argument("--dataset", default="mnist")
+    p.add_argument("--angle", type=number("--angle"), default=45.0)
+    p.add_argument("--widths", type=int_list("--widths"), default=(128,))
+    p.add_argument("--depth", type=int_at_least("--depth", 1), default=2, help="hidden layers")
+    p.add_argument("--batch-sizes", type=int_list("--batch-sizes"), default=(1, 8, 64, 256))
+    p.add_argument("--backends", type=name_list, default=ALL_BACKENDS, help=",".join(ALL_BACKENDS))
+    p.add_argument("--threads", type=int_at_least("--threads", 1))
+    p.add_argument("--foundation-epochs", type=int_at_least("--foundation-epochs", 0), default=2)
+    p.add_argument("--adapt-epochs", type=int_at_least("--adapt-epochs", 0), default=1)
+    p.add_argument("--limit-train", type=int_at_least("--limit-train", 1))
+    p.add_argument("--limit-test", type=int_at_least("--limit-test", 1))
+    p.add_argument("--rounds", type=int_at_least("--rounds", 3), default=15, help="timing samples")
+    p.add_argument("--out", required=True, metavar="DIR")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--resume", action="store_true", help="reuse matching cells of a sweep with other arguments"
+    )
+    g.add_argument("--force", action="store_true", help="discard a previous sweep in --out")
+    add_data_args(p)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from taugate.bench.sweep import SweepConfig, run_sweep
+
+    cfg = SweepConfig(
+        lambdas=args.lambdas, seeds=args.seeds, seed0=args.seed, dataset=args.dataset, angle=args.angle,
+        widths=args.widths, depth=args.depth, batch_sizes=args.batch_sizes, backends=args.backends,
+        threads=args.threads, foundation_epochs=args.foundation_epochs, adapt_epochs=args.adapt_epochs,
+        limit_train=args.limit_train, limit_test=args.limit_test, rounds=args.rounds,
+    )  # fmt: skip
+    rows = run_sweep(cfg, args.out, args.data_dir, args.resume, args.force, args.quiet)
+    out = Path(args.out)
+    print((out / "summary.md").read_text())
+    print(f"{len(rows)} rows; wrote {out}/sweep.csv, sweep.json, summary.md, figures/")
+    return 0

@@ -1,0 +1,297 @@
+"""Compile a trained torch checkpoint into an artifact v1 (``NAME.taugate/``).
+
+Steps: harden the gates; fold each gain ``gamma`` into the next layer's weight columns (exact:
+``W' h`` with ``h_j = gamma_j relu(z_j) 1[z_j > tau_j]`` equals ``(W diag(gamma)) relu(z) 1[z > tau]``);
+merge LoRA updates into their weights; measure on a calibration set of the target mode how often each
+hidden unit fires (nonzero output); remove units that fire on at most ``min_rate`` of the calibration
+inputs (default 0: only units that never fire) together with the matching columns of the next layer;
+check the compiled function against the hard-gated torch model and report accuracy before and after.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from taugate.errors import TauGateError
+from taugate.nn.gate import TauGate
+from taugate.nn.lora import LoRALinear
+
+
+@dataclass
+class CompileConfig:
+    """How a model is compacted."""
+
+    min_rate: float = 0.0  # drop hidden units firing on <= this share of calibration inputs
+    compact: bool = True  # False: keep every unit (gains still folded)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.min_rate, (int, float)) or not 0 <= self.min_rate < 1:
+            raise TauGateError(f"min firing rate must be in [0, 1), got {self.min_rate!r}")
+
+
+@dataclass
+class Extracted:
+    """Plain float32 arrays of one MLP: per linear layer W (out, in), b (out,), and for hidden
+    layers the gate's tau (or None when ungated) and gain gamma (or None)."""
+
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    taus: list[np.ndarray | None]
+    gammas: list[np.ndarray | None]
+    method: str = "dense"
+    extra: dict = field(default_factory=dict)
+
+
+def extract(model: nn.Module) -> Extracted:
+    """Read the linear layers and gates of an ``MLP`` (any method) in forward order."""
+    ws, bs, taus, gammas = [], [], [], []
+    mods = list(model.children()) if isinstance(model, nn.Sequential) else list(model.modules())
+    for k, mod in enumerate(mods):
+        if isinstance(mod, LoRALinear):
+            w, b = mod.merged_weight(), mod.base.bias
+        elif isinstance(mod, nn.Linear):
+            w, b = mod.weight, mod.bias
+        else:
+            continue
+        ws.append(w.detach().float().cpu().numpy().copy())  # (out, in)
+        bs.append(
+            b.detach().float().cpu().numpy().copy()
+            if b is not None
+            else np.zeros(w.shape[0], np.float32)
+        )
+        nxt = mods[k + 1] if k + 1 < len(mods) else None
+        if isinstance(nxt, TauGate):
+            taus.append(nxt.tau.detach().float().cpu().numpy().copy() if nxt.gated else None)
+            gammas.append(nxt.gamma.detach().float().cpu().numpy().copy())
+        else:
+            taus.append(None)
+            gammas.append(None)
+    if not ws:
+        raise TauGateError("model has no Linear layers to compile")
+    return Extracted(ws, bs, taus, gammas)
+
+
+def fold_gains(ex: Extracted) -> Extracted:
+    """Multiply column j of layer i+1 by gamma_j of layer i; gains become 1 (dropped)."""
+    ws = [w.copy() for w in ex.weights]
+    for i, g in enumerate(ex.gammas[:-1]):
+        if g is not None:
+            ws[i + 1] = ws[i + 1] * g[None, :]  # (out, in) * (1, in)
+    return Extracted(ws, list(ex.biases), list(ex.taus), [None] * len(ws), ex.method, ex.extra)
+
+
+def hidden_outputs(ex: Extracted, x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """Forward in float64 numpy: the hidden outputs (B, width) per hidden layer, and the logits."""
+    h = x.astype(np.float64)
+    hs = []
+    for i, (w, b) in enumerate(zip(ex.weights, ex.biases)):
+        z = h @ w.T.astype(np.float64) + b  # (B, out)
+        if i == len(ex.weights) - 1:
+            return hs, z
+        h = np.maximum(z, 0.0)
+        if ex.taus[i] is not None:
+            h = h * (z > ex.taus[i])  # (B, out) * (B, out) bool
+        if ex.gammas[i] is not None:
+            h = h * ex.gammas[i]
+        hs.append(h)
+    raise AssertionError("unreachable")
+
+
+def firing_rates(ex: Extracted, x: np.ndarray, chunk: int = 2048) -> list[np.ndarray]:
+    """Share of inputs on which each hidden unit's output is nonzero, per hidden layer."""
+    counts = [np.zeros(w.shape[0]) for w in ex.weights[:-1]]
+    for s in range(0, len(x), chunk):
+        hs, _ = hidden_outputs(ex, x[s : s + chunk])
+        for c, h in zip(counts, hs):
+            c += (h != 0).sum(0)
+    return [c / max(1, len(x)) for c in counts]
+
+
+def compact(ex: Extracted, keep: list[np.ndarray]) -> Extracted:
+    """Keep only units ``keep[i]`` (sorted indices) of hidden layer i and the matching columns."""
+    ws, bs, taus = list(ex.weights), list(ex.biases), list(ex.taus)
+    for i, k in enumerate(keep):
+        ws[i], bs[i] = ws[i][k], bs[i][k]  # (kept, in), (kept,)
+        if taus[i] is not None:
+            taus[i] = taus[i][k]
+        ws[i + 1] = ws[i + 1][:, k]  # (out, kept)
+    return Extracted(
+        [np.ascontiguousarray(w) for w in ws], bs, taus, list(ex.gammas), ex.method, ex.extra
+    )
+
+
+def to_artifact_arrays(ex: Extracted) -> tuple[list[dict], dict[str, np.ndarray]]:
+    layers, tensors = [], {}
+    n = len(ex.weights)
+    for i, (w, b) in enumerate(zip(ex.weights, ex.biases)):
+        gated = i < n - 1 and ex.taus[i] is not None
+        layers.append(
+            {"in": int(w.shape[1]), "out": int(w.shape[0]), "gated": bool(gated),
+             "activation": "relu" if i < n - 1 else "none"}
+        )  # fmt: skip
+        tensors[f"layers.{i}.weight"] = np.ascontiguousarray(w, np.float32)
+        tensors[f"layers.{i}.bias"] = np.ascontiguousarray(b, np.float32)
+        if gated:
+            tensors[f"layers.{i}.tau"] = np.ascontiguousarray(ex.taus[i], np.float32)
+    return layers, tensors
+
+
+def compile_model(
+    model: nn.Module,
+    calib_x: np.ndarray,
+    cfg: CompileConfig | None = None,
+    eval_x: np.ndarray | None = None,
+    eval_y: np.ndarray | None = None,
+) -> tuple[list[dict], dict[str, np.ndarray], dict]:
+    """Harden, fold, compact. Returns (layers, tensors, report) ready for ``write_artifact``."""
+    cfg = cfg or CompileConfig()
+    ex = extract(model)
+    n_in = ex.weights[0].shape[1]
+    if calib_x.ndim != 2 or calib_x.shape[1] != n_in or len(calib_x) == 0:
+        raise TauGateError(f"calibration data must be (N >= 1, {n_in}), got {tuple(calib_x.shape)}")
+    folded = fold_gains(ex)
+    rates = firing_rates(folded, calib_x)
+    original = [int(w.shape[0]) for w in folded.weights[:-1]]
+    keep = []
+    for r in rates:
+        k = np.flatnonzero(r > cfg.min_rate) if cfg.compact else np.arange(len(r))
+        if len(k) == 0:  # nothing fires: keep the most active unit so shapes stay >= 1
+            k = np.array([int(np.argmax(r))])
+        keep.append(k.astype(np.int64))
+    compiled = compact(folded, keep)
+    layers, tensors = to_artifact_arrays(compiled)
+    report = {
+        "config": asdict(cfg),
+        "calib_size": int(len(calib_x)),
+        "units_original": original,
+        "units_kept": [int(len(k)) for k in keep],
+        "firing_rate_mean": [float(r.mean()) for r in rates],
+    }
+    if eval_x is not None:
+        report.update(_check(model, compiled, eval_x, eval_y))
+    kept = [k.tolist() for k in keep]
+    full = to_artifact_arrays(folded)[0]
+    return layers, tensors, {"report": report, "kept_units": kept, "original_layers": full}
+
+
+@torch.no_grad()
+def _check(model: nn.Module, compiled: Extracted, x: np.ndarray, y: np.ndarray | None) -> dict:
+    """Accuracy of the hard-gated torch model and of the compiled arrays (float32 runtime)."""
+    from taugate.nn.model import harden_
+    from taugate.runtime import CompiledModel
+
+    harden_(model, True)
+    try:
+        ref = model(torch.from_numpy(np.require(x, np.float32, ["C", "W"]))).numpy()  # (N, C)
+    finally:
+        harden_(model, False)
+    layers, tensors = to_artifact_arrays(compiled)
+    out = CompiledModel.from_arrays(layers, tensors).predict(x, backend="compact")  # (N, C)
+    scale = max(1.0, float(np.abs(ref).max()))
+    res = {"max_abs_diff_vs_torch": float(np.abs(out - ref).max()), "logit_scale": scale}
+    if y is not None:
+        res["accuracy_before"] = float((ref.argmax(1) == y).mean())
+        res["accuracy_after"] = float((out.argmax(1) == y).mean())
+        res["eval_size"] = int(len(y))
+    return res
+
+
+def default_target_angle(meta: dict) -> float:
+    prov = meta.get("provenance") or {}
+    a = prov.get("target_angle", prov.get("angle", 0.0))
+    try:
+        a = float(a)
+    except (TypeError, ValueError):
+        a = 0.0
+    return a if math.isfinite(a) else 0.0
+
+
+def load_inputs(path: str | Path, n_in: int) -> np.ndarray:
+    """Inputs from an ``.npy`` file: (N, n_in) or images (N, H, W) with H*W == n_in."""
+    p = Path(path)
+    try:
+        x = np.load(p, allow_pickle=False)
+    except FileNotFoundError:
+        raise TauGateError(f"input file {p} does not exist") from None
+    except (ValueError, OSError) as e:
+        raise TauGateError(f"{p}: not a numpy .npy array ({e})") from None
+    if x.ndim == 3:
+        x = x.reshape(len(x), -1)  # (N, H, W) -> (N, H*W)
+    if x.ndim != 2 or x.shape[1] != n_in:
+        raise TauGateError(f"{p}: expected shape (N, {n_in}), got {tuple(x.shape)}")
+    if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+        raise TauGateError(f"{p}: expected real numbers, got dtype {x.dtype}")
+    return np.ascontiguousarray(x, np.float32)
+
+
+def compile_checkpoint(
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    calib_data: str | None = None,
+    calib_size: int = 2000,
+    angle: float | None = None,
+    data_dir: str | None = None,
+    eval_size: int | None = None,
+    cfg: CompileConfig | None = None,
+    quiet: bool = False,
+) -> dict:
+    """The ``taugate compile`` pipeline: checkpoint -> artifact directory. Returns the manifest
+    extras (``compile`` report, ``kept_units``, ``provenance``).
+
+    Calibration inputs: ``calib_data`` names a data set (default: the checkpoint's own) whose train
+    split, rotated to ``angle`` (default: the mode the model was specialised to), is sampled
+    (``calib_size`` images, seed 0); or it is a path to an ``.npy`` array. Accuracy before / after is
+    measured on that data set's test split at the same angle (``eval_size`` first images).
+    """
+    from taugate.artifact import write_artifact
+    from taugate.nn.checkpoint import load_checkpoint
+
+    if calib_size < 1:
+        raise TauGateError(f"--calib-size must be >= 1, got {calib_size}")
+    model, meta = load_checkpoint(checkpoint)
+    n_in = int(meta["sizes"][0])
+    prov = dict(meta.get("provenance") or {})
+    angle = default_target_angle(meta) if angle is None else float(angle)
+    eval_x = eval_y = None
+    if calib_data is not None and calib_data.endswith(".npy"):
+        calib_x = load_inputs(calib_data, n_in)[:calib_size]
+        calib_desc = {"file": str(calib_data), "size": int(len(calib_x))}
+    else:
+        from taugate.data import load_dataset, rotated_split
+
+        name = calib_data or prov.get("dataset")
+        if not name:
+            raise TauGateError(f"{checkpoint}: no dataset in its provenance; pass --calib-data")
+        ds = load_dataset(name, data_dir, quiet=quiet)
+        if ds.n_features != n_in:
+            raise TauGateError(
+                f"data set {ds.name} has {ds.n_features} features but the model expects {n_in}"
+            )
+        xtr = rotated_split(ds, "train", angle)
+        idx = np.sort(np.random.default_rng(0).permutation(len(xtr))[:calib_size])
+        calib_x = xtr[idx]
+        eval_x = rotated_split(ds, "test", angle)[:eval_size]
+        eval_y = ds.y_test[: len(eval_x)]
+        calib_desc = {
+            **ds.provenance(),
+            "angle": angle,
+            "split": "train",
+            "size": int(len(calib_x)),
+        }
+    layers, tensors, info = compile_model(model, calib_x, cfg, eval_x, eval_y)
+    report = {**info["report"], "calibration": calib_desc, "checkpoint": str(checkpoint)}
+    extra = {
+        "kept_units": info["kept_units"],
+        "original_layers": info["original_layers"],
+        "provenance": {**prov, "method": meta["method"], "sizes": meta["sizes"]},
+        "compile": report,
+    }
+    write_artifact(out, layers, tensors, extra)
+    return extra

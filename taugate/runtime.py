@@ -1,0 +1,327 @@
+"""Deployment runtime: run an artifact v1 with numpy and Numba only (never imports torch).
+
+>>> model = load("mnist.taugate")            # or random_model([784, 4096, 4096, 10], active=0.2)
+>>> logits = model.predict(x)                 # (B, n_out) float32; backend="rowskip" by default
+>>> model.last_stats["work_cap"]              # dense MACs / MACs row skipping needed for x
+
+Backends compute the same function:
+
+- ``dense``: numpy BLAS on the uncompacted matrices (``h @ W.T + b``), gates as masks. A compacted
+  artifact (``kept_units`` + ``original_layers``) is scattered back to full size: dropped units get
+  weight 0, bias 0 and tau +inf, so they never fire (original cost, same output).
+- ``compact``: numpy BLAS on the compacted matrices.
+- ``rowskip``: the Numba kernels of :mod:`taugate.kernels.rowskip` (only active rows are read).
+
+Numba compiles the kernels on first use (seconds) and caches them on disk (``cache=True``): next to
+the package if writable, else ``$TAUGATE_CACHE_DIR/numba`` or ``~/.cache/taugate/numba``; a set
+``NUMBA_CACHE_DIR`` wins (see :mod:`taugate.kernels._cache`). Call :meth:`CompiledModel.warmup`
+before timing anything.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from taugate.artifact import (
+    FORMAT,
+    VERSION,
+    check_extra,
+    check_layers,
+    check_tensors,
+    read_artifact,
+    write_artifact,
+)
+from taugate.errors import TauGateError
+from taugate.kernels import rowskip
+from taugate.kernels.rowskip import forward, pack
+
+BACKENDS = ("dense", "compact", "rowskip")
+_F32 = np.dtype(np.float32)
+
+
+def load(path) -> CompiledModel:
+    """Read and verify the artifact directory at ``path`` (see :mod:`taugate.artifact`)."""
+    manifest, tensors = read_artifact(path)
+    return CompiledModel(manifest, tensors, path=Path(path))
+
+
+class CompiledModel:
+    """A gated MLP ready to run; build it with :func:`load`, :meth:`from_arrays` or :func:`random_model`."""
+
+    def __init__(self, manifest: dict, tensors: dict[str, np.ndarray], path: Path | None = None):
+        # manifest and tensors must already be validated (read_artifact / from_arrays do that)
+        self.manifest, self.path = manifest, path
+        self.layers: list[dict] = manifest["layers"]
+        L = len(self.layers)
+        self.sizes: list[int] = [self.layers[0]["in"]] + [e["out"] for e in self.layers]
+        orig = manifest.get("original_layers", self.layers)
+        self.original_sizes: list[int] = [orig[0]["in"]] + [e["out"] for e in orig]
+        self.dense_macs = sum(e["in"] * e["out"] for e in orig)
+        taus = [tensors.get(f"layers.{i}.tau") for i in range(L)]
+        self._taus = [None if t is None else t.copy() for t in taus]  # kept for save()
+        weights = [tensors[f"layers.{i}.weight"] for i in range(L)]
+        biases = [tensors[f"layers.{i}.bias"] for i in range(L)]
+        self._packed = pack(weights, biases, self._taus)
+        self._full = None  # uncompacted (W^T, b, thr) per layer, built on first dense call
+        self._compact_arrays = None  # compacted (W^T, b, thr), contiguous, built on first call
+        self._last = None  # (backend, counts (B, L-1)) of the last predict call
+        self._run = {"dense": self._dense, "compact": self._compact, "rowskip": self._rowskip}
+
+    @classmethod
+    def from_arrays(cls, layers: list[dict], tensors: dict, extra: dict | None = None):
+        """Build in memory from a layer list and tensors (same rules as ``write_artifact``)."""
+        layers = check_layers(layers, "layers")
+        tensors = check_tensors(layers, tensors, "tensors", cast=True)
+        extra = check_extra(layers, extra or {}, "extra")
+        clash = sorted(set(extra) & {"format", "version", "layers", "weights_sha256"})
+        if clash:
+            raise TauGateError(f"extra: key {clash[0]!r} is reserved for the manifest itself")
+        return cls({"format": FORMAT, "version": VERSION, "layers": layers, **extra}, tensors)
+
+    @property
+    def n_in(self) -> int:
+        return self.sizes[0]
+
+    @property
+    def n_out(self) -> int:
+        return self.sizes[-1]
+
+    @property
+    def tensors(self) -> dict[str, np.ndarray]:
+        """The (compacted) tensors as artifact v1 names them (fresh contiguous copies)."""
+        out = {}
+        for i in range(len(self.layers)):
+            out[f"layers.{i}.weight"] = np.ascontiguousarray(self._packed.weight(i))
+            out[f"layers.{i}.bias"] = self._packed.bias(i).copy()
+            if self._taus[i] is not None:
+                out[f"layers.{i}.tau"] = self._taus[i].copy()
+        return out
+
+    def save(self, path) -> Path:
+        """Write this model as an artifact directory (see ``write_artifact``)."""
+        extra = {k: v for k, v in self.manifest.items() if k not in ("format", "version", "layers")}
+        extra.pop("weights_sha256", None)
+        return write_artifact(path, self.layers, self.tensors, extra)
+
+    def __repr__(self) -> str:
+        where = f", path='{self.path}'" if self.path else ""
+        return f"CompiledModel(sizes={self.sizes}{where})"
+
+    # -- inference ---------------------------------------------------------------------------
+
+    def predict(self, x, backend: str = "rowskip", threads: int | None = None, check_finite=True):
+        """Logits (B, n_out) float32 for inputs ``x``.
+
+        ``x``: (B, n_in) array-like; a 1-D (n_in,) vector is a batch of one. float64, float16,
+        integer and bool inputs are converted to float32; complex, object and string inputs are
+        refused. Non-contiguous input is copied to C order. An empty batch, a wrong rank or feature
+        count, and (with ``check_finite``, the default) NaN or inf in a row raise
+        :class:`TauGateError`; with ``check_finite=False`` such rows give unspecified results.
+        ``backend``: one of :data:`BACKENDS`. ``threads``: Numba threads for this call (1 to
+        ``numba.config.NUMBA_NUM_THREADS``; restored afterwards); numpy backends and the layer-0
+        matmul of batched rowskip calls use BLAS's own threads. Batch-1 rowskip calls run on one
+        thread (no hand-off overhead) unless ``threads`` > 1 is passed explicitly and the model
+        needs more than ``rowskip.PARALLEL_MIN_MACS`` multiply-adds per sample; then each layer is
+        split across ``threads``. Gate statistics of the call are in :attr:`last_stats`.
+        """
+        x = self._input(x)
+        run = self._run.get(backend)
+        if run is None:
+            raise TauGateError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+        n = None if threads is None else _check_threads(threads)
+        serial = backend != "rowskip" or (x.shape[0] == 1 and not self._threaded_batch_one(n))
+        if n is None or serial or n == (previous := numba.get_num_threads()):
+            out, counts = run(x, check_finite, n)
+        else:
+            numba.set_num_threads(n)
+            try:
+                out, counts = run(x, check_finite, n)
+            finally:
+                numba.set_num_threads(previous)
+        self._last = (backend, counts)
+        return out
+
+    def _input(self, x) -> np.ndarray:
+        if type(x) is not np.ndarray:
+            try:
+                x = np.asarray(x)
+            except (TypeError, ValueError) as e:
+                raise TauGateError(f"input is not a numeric array: {e}") from None
+        if x.dtype is not _F32 and x.dtype != _F32:
+            if x.dtype.kind not in "fiub":
+                raise TauGateError(f"input dtype {x.dtype} is not supported (need real numbers)")
+            with np.errstate(over="ignore"):  # values beyond float32 become inf, refused below
+                x = x.astype(np.float32)
+        if x.ndim == 1:
+            x = x.reshape(1, -1)  # (1, n_in)
+        elif x.ndim != 2:
+            raise TauGateError(
+                f"input must be 2-D (batch, {self.n_in}) or 1-D ({self.n_in},), got shape {x.shape}"
+            )
+        if x.shape[1] != self.n_in:
+            raise TauGateError(f"input has {x.shape[1]} features per row, expected {self.n_in}")
+        if x.shape[0] == 0:
+            raise TauGateError("input batch is empty (0 rows)")
+        return x if x.flags.c_contiguous else np.ascontiguousarray(x)
+
+    def _threaded_batch_one(self, threads: int | None) -> bool:
+        return (
+            threads is not None and threads > 1 and self._packed.macs >= rowskip.PARALLEL_MIN_MACS
+        )
+
+    def _rowskip(self, x, check_finite, threads=None):
+        return forward(self._packed, x, self._threaded_batch_one(threads), check_finite)
+
+    def _compact(self, x, check_finite, threads=None):
+        if self._compact_arrays is None:  # contiguous copies once, so BLAS never sees strides
+            p, L = self._packed, len(self.layers)
+            mats = [np.ascontiguousarray(p.weight(i)).T for i in range(L)]  # (in, out) views
+            biases = [p.bias(i).copy() for i in range(L)]
+            thrs = [p.threshold(i).copy() for i in range(L - 1)]
+            self._compact_arrays = (mats, biases, thrs)
+        return _numpy_forward(x, *self._compact_arrays, check_finite)
+
+    def _dense(self, x, check_finite, threads=None):
+        if "kept_units" not in self.manifest:
+            return self._compact(x, check_finite)
+        if self._full is None:
+            self._full = self._scatter()
+        return _numpy_forward(x, *self._full, check_finite)
+
+    def _scatter(self):
+        """Full-size (W^T, b, thr) with the compacted units at their original indices."""
+        kept, p, L = self.manifest["kept_units"], self._packed, len(self.layers)
+        mats, biases, thrs = [], [], []
+        for i in range(L):
+            n_in, n_out = self.original_sizes[i], self.original_sizes[i + 1]
+            rows = np.asarray(kept[i]) if i < L - 1 else np.arange(n_out)
+            cols = np.asarray(kept[i - 1]) if i > 0 else np.arange(n_in)
+            w = np.zeros((n_out, n_in), np.float32)
+            w[np.ix_(rows, cols)] = p.weight(i)
+            b = np.zeros(n_out, np.float32)
+            b[rows] = p.bias(i)
+            mats.append(w.T)  # (in, out) view of the row-major (out, in) matrix
+            biases.append(b)
+            if i < L - 1:
+                thr = np.full(n_out, np.inf, np.float32)
+                thr[rows] = p.threshold(i)
+                thrs.append(thr)
+        return mats, biases, thrs
+
+    # -- statistics --------------------------------------------------------------------------
+
+    @property
+    def last_stats(self) -> dict | None:
+        """Gate statistics of the last :meth:`predict` call (None before the first call).
+
+        ``active_share``: per hidden layer, mean over the batch of the share of the layer's
+        ORIGINAL units with nonzero output (the same for every backend); ``active_counts``: per
+        hidden layer, the count for each sample; ``dense_macs``: multiply-adds of the uncompacted
+        network per sample; ``rowskip_macs``: mean over the batch of ``in_0 * out_0 + sum_i
+        n_active_{i-1} * out_i`` (compacted sizes); ``work_cap = dense_macs / rowskip_macs``.
+        """
+        if self._last is None:
+            return None
+        backend, counts = self._last
+        s, widths = self.sizes, self.original_sizes[1:-1]
+        per_sample = s[0] * s[1] + counts @ np.asarray(s[2:], np.int64)  # (B,)
+        rowskip_macs = float(per_sample.mean())
+        return {
+            "backend": backend,
+            "batch": int(counts.shape[0]),
+            "active_share": [float(counts[:, i].mean() / w) for i, w in enumerate(widths)],
+            "active_counts": counts.T.tolist(),
+            "dense_macs": int(self.dense_macs),
+            "rowskip_macs": rowskip_macs,
+            "work_cap": self.dense_macs / rowskip_macs,
+        }
+
+    def warmup(self) -> float:
+        """Compile (or load from the disk cache) every Numba path; return the seconds it took."""
+        start = time.perf_counter()
+        x = np.zeros((2, self.n_in), np.float32)
+        forward(self._packed, x[:1], parallel=False)
+        forward(self._packed, x[:1], parallel=True)
+        forward(self._packed, x)
+        return time.perf_counter() - start
+
+
+def _numpy_forward(x, mats, biases, thrs, check_finite):
+    """``z = h @ mats[i] + b``; hidden layers keep z where z > thr (thr = max(tau, 0)), else 0."""
+    if check_finite:
+        ok = np.isfinite(x).all(axis=1)  # (B,)
+        if not ok.all():
+            raise TauGateError(f"input contains NaN or inf at row {int(np.flatnonzero(~ok)[0])}")
+        return _numpy_layers(x, mats, biases, thrs)
+    with np.errstate(all="ignore"):  # the caller accepted unspecified results for bad rows
+        return _numpy_layers(x, mats, biases, thrs)
+
+
+def _numpy_layers(x, mats, biases, thrs):
+    counts = np.empty((x.shape[0], len(thrs)), np.int64)
+    h = x
+    for i, (m, b) in enumerate(zip(mats, biases, strict=True)):
+        z = h @ m  # (B, out_i)
+        z += b
+        if i < len(thrs):
+            mask = z > thrs[i]
+            z *= mask
+            counts[:, i] = np.count_nonzero(mask, axis=1)
+        h = z
+    return h, counts
+
+
+def _check_threads(threads) -> int:
+    top = numba.config.NUMBA_NUM_THREADS
+    ok = isinstance(threads, (int, np.integer)) and not isinstance(threads, bool)
+    if not ok or not 1 <= threads <= top:
+        raise TauGateError(f"threads must be an integer from 1 to {top}, got {threads!r}")
+    return int(threads)
+
+
+def random_model(sizes: list[int], active: float, seed: int = 0, calib=None) -> CompiledModel:
+    """A random gated MLP whose hidden units each fire on about ``active`` of the inputs.
+
+    Weights are normal / sqrt(fan_in); every hidden layer is gated. Per unit, with ``q`` the
+    ``1 - active`` quantile of its pre-activation over the calibration inputs (``calib`` (N, n_in),
+    default 512 standard-normal rows drawn from ``seed``): ``tau = max(q, 0)`` and bias
+    ``max(-q, 0)``, so the unit fires exactly when ``W h > q`` -- any share in [0, 1] is reachable.
+    """
+    ok = isinstance(sizes, (list, tuple)) and len(sizes) >= 2
+    if not ok or not all(isinstance(s, (int, np.integer)) and s >= 1 for s in sizes):
+        raise TauGateError(f"sizes must be a list of >= 2 positive integers, got {sizes!r}")
+    if not isinstance(active, (int, float, np.floating)) or not 0.0 <= active <= 1.0:
+        raise TauGateError(f"active must be a share between 0 and 1, got {active!r}")
+    rng = np.random.default_rng(seed)
+    if calib is None:
+        calib = rng.standard_normal((512, sizes[0])).astype(np.float32)
+    calib = np.asarray(calib, dtype=np.float32)
+    if calib.ndim != 2 or calib.shape[1] != sizes[0] or not len(calib):
+        raise TauGateError(f"calib must have shape (N, {sizes[0]}) with N >= 1, got {calib.shape}")
+    if not np.isfinite(calib).all():
+        raise TauGateError("calib contains NaN or inf")
+    layers, tensors, h = [], {}, calib
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        last = i == len(sizes) - 2
+        w = (rng.standard_normal((n_out, n_in)) / np.sqrt(n_in)).astype(np.float32)
+        tensors[f"layers.{i}.weight"] = w
+        layers.append({"in": n_in, "out": n_out, "gated": not last, "activation": "none"})
+        if last:
+            tensors[f"layers.{i}.bias"] = np.zeros(n_out, np.float32)
+            break
+        layers[-1]["activation"] = "relu"
+        z = h @ w.T  # (N, n_out)
+        if 0 < active < 1:
+            q = np.quantile(z, 1.0 - active, axis=0)
+        else:  # margins keep "none" / "all" true a little beyond the calibration inputs
+            q = z.max(axis=0) + 1.0 if active == 0 else z.min(axis=0) - 1.0
+        tensors[f"layers.{i}.bias"] = np.maximum(-q, 0).astype(np.float32)
+        tensors[f"layers.{i}.tau"] = np.maximum(q, 0).astype(np.float32)
+        z += tensors[f"layers.{i}.bias"]
+        h = np.where(z > tensors[f"layers.{i}.tau"], z, np.float32(0))  # (N, n_out)
+    prov = {"method": "random", "active": float(active), "seed": int(seed), "n_calib": len(calib)}
+    return CompiledModel.from_arrays(layers, tensors, {"provenance": prov})

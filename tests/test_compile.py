@@ -1,0 +1,150 @@
+"""`taugate compile`: hardened, gain-folded, compacted artifacts compute the torch hard-gated model."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from taugate.compile import CompileConfig, compile_model
+from taugate.errors import TauGateError
+from taugate.nn import MLP, build_method, gates, harden_
+from taugate.runtime import BACKENDS, CompiledModel
+
+METHODS = ["frozen", "bitfit", "taugate", "gainonly", "tauonly", "lora", "fullft"]
+
+
+def _perturbed(sizes, method, seed=0, tau_range=(-0.5, 0.5), gamma_range=(0.5, 1.5)):
+    torch.manual_seed(seed)
+    model = build_method(MLP(sizes), method, lora_rank=3)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("tau"):
+                p.uniform_(*tau_range, generator=g)
+            elif name.endswith("gamma"):
+                p.uniform_(*gamma_range, generator=g)
+            elif "lora_B" in name:
+                p.normal_(0, 0.1, generator=g)
+    return model.eval()
+
+
+def _torch_hard(model, x):
+    harden_(model, True)
+    try:
+        with torch.no_grad():
+            return model(torch.from_numpy(x)).numpy()
+    finally:
+        harden_(model, False)
+
+
+def _close(a, b, atol=1e-4):
+    scale = max(1.0, float(np.abs(b).max()))
+    np.testing.assert_allclose(a, b, atol=atol * scale, rtol=0)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("compact", [False, True])
+def test_every_method_compiles_to_the_same_function(method, compact):
+    model = _perturbed([20, 16, 12, 5], method)
+    x = np.random.default_rng(0).normal(size=(64, 20)).astype(np.float32)
+    layers, tensors, info = compile_model(model, x, CompileConfig(compact=compact))
+    compiled = CompiledModel.from_arrays(
+        layers, tensors, {k: info[k] for k in ("kept_units", "original_layers")}
+    )
+    ref = _torch_hard(model, x)  # compaction is exact on the calibration inputs themselves
+    for backend in BACKENDS:
+        _close(compiled.predict(x, backend=backend), ref)
+    gated = [e["gated"] for e in layers]
+    assert gated == [method in ("taugate", "tauonly")] * 2 + [False]
+
+
+def test_gains_are_folded_into_the_next_layer():
+    model = _perturbed([6, 4, 3], "gainonly", gamma_range=(2.0, 3.0))
+    layers, tensors, _ = compile_model(
+        model, np.ones((4, 6), np.float32), CompileConfig(compact=False)
+    )
+    gamma = gates(model)[0][1].gamma.detach().numpy()
+    w1 = model[2].weight.detach().numpy()
+    np.testing.assert_allclose(tensors["layers.1.weight"], w1 * gamma[None, :], rtol=1e-6)
+    assert "layers.0.tau" not in tensors  # GainOnly has no threshold
+
+
+def test_units_that_never_fire_are_removed():
+    model = _perturbed([10, 8, 6, 3], "taugate", tau_range=(-0.1, 0.1))
+    with torch.no_grad():
+        gates(model)[0][1].tau[[1, 5]] = 1e6  # these two can never fire
+    x = np.random.default_rng(1).normal(size=(300, 10)).astype(np.float32)
+    layers, tensors, info = compile_model(model, x)
+    assert 1 not in info["kept_units"][0] and 5 not in info["kept_units"][0]
+    assert layers[0]["out"] == len(info["kept_units"][0]) <= 6
+    assert layers[1]["in"] == layers[0]["out"]
+    assert info["report"]["units_original"] == [8, 6]
+    compiled = CompiledModel.from_arrays(
+        layers, tensors, {k: info[k] for k in ("kept_units", "original_layers")}
+    )
+    x_new = np.random.default_rng(2).normal(size=(50, 10)).astype(np.float32)
+    for backend in BACKENDS:  # the removed units cannot fire on any input, so this is exact
+        _close(compiled.predict(x_new, backend=backend), _torch_hard(model, x_new))
+
+
+def test_min_rate_drops_rare_units():
+    model = _perturbed([10, 32, 3], "taugate", tau_range=(0.0, 1.5))
+    x = np.random.default_rng(3).normal(size=(400, 10)).astype(np.float32)
+    never = compile_model(model, x)[2]["report"]["units_kept"][0]
+    rare = compile_model(model, x, CompileConfig(min_rate=0.2))[2]["report"]["units_kept"][0]
+    assert rare < never
+
+
+def test_compile_config_and_calibration_errors():
+    with pytest.raises(TauGateError, match="min firing rate"):
+        CompileConfig(min_rate=1.0)
+    model = _perturbed([10, 8, 3], "taugate")
+    with pytest.raises(TauGateError, match=r"calibration data must be \(N >= 1, 10\)"):
+        compile_model(model, np.zeros((5, 9), np.float32))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    width=st.one_of(st.integers(1, 24), st.integers(25, 600)),
+    depth=st.integers(1, 3),
+    batch=st.one_of(st.integers(1, 8), st.integers(9, 300)),
+    tau=st.sampled_from(["negative", "zero", "positive", "closed", "open", "mixed"]),
+    seed=st.integers(0, 2**16),
+)
+def test_property_runtime_equals_torch_hard_gates(width, depth, batch, tau, seed):
+    """Every backend equals the hard-gated torch model on random shapes and thresholds, including
+    layers where no unit fires and where all do."""
+    sizes = [17] + [width] * depth + [4]
+    ranges = {"negative": (-1.0, -0.1), "zero": (0.0, 0.0), "positive": (0.1, 1.0),
+              "closed": (1e6, 1e6), "open": (-1e6, -1e6), "mixed": (-1.0, 1.0)}  # fmt: skip
+    model = _perturbed(sizes, "taugate", seed=seed, tau_range=ranges[tau])
+    x = np.random.default_rng(seed).normal(size=(batch, 17)).astype(np.float32)
+    layers, tensors, info = compile_model(model, x, CompileConfig(compact=bool(seed % 2)))
+    compiled = CompiledModel.from_arrays(
+        layers, tensors, {k: info[k] for k in ("kept_units", "original_layers")}
+    )
+    ref = _torch_hard(model, x)
+    for backend in BACKENDS:
+        _close(compiled.predict(x, backend=backend), ref)
+
+
+def test_manifest_records_provenance(tmp_path):
+    from taugate.compile import compile_checkpoint
+    from taugate.nn import save_checkpoint
+    from taugate.runtime import load
+
+    model = _perturbed([64, 16, 10], "taugate")
+    ckpt = save_checkpoint(model, tmp_path / "m.safetensors", sizes=[64, 16, 10], method="taugate",
+                           provenance={"dataset": "digits", "target_angle": 30.0, "lambda": 0.01, "seed": 4})  # fmt: skip
+    compile_checkpoint(ckpt, tmp_path / "m.taugate", calib_size=100, quiet=True)
+    manifest = json.loads((tmp_path / "m.taugate" / "manifest.json").read_text())
+    assert (
+        manifest["provenance"]["method"] == "taugate" and manifest["provenance"]["lambda"] == 0.01
+    )
+    rep = manifest["compile"]
+    assert rep["calibration"]["angle"] == 30.0 and rep["calibration"]["size"] == 100
+    assert rep["accuracy_before"] == pytest.approx(rep["accuracy_after"], abs=0.01)
+    assert load(tmp_path / "m.taugate").n_in == 64

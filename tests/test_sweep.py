@@ -1,0 +1,134 @@
+"""`taugate sweep`: outputs, resume after an interrupt, refusing a different sweep, bad input."""
+
+import csv
+import json
+
+import pytest
+
+from taugate.bench import cell as cell_mod
+from taugate.bench.sweep import SweepConfig, run_sweep
+from taugate.cli import main
+from taugate.errors import TauGateError
+
+TINY = dict(dataset="digits", widths=(12,), lambdas=(0.0, 0.05), seeds=2, batch_sizes=(1, 3),
+            rounds=3, foundation_epochs=6, limit_test=120)  # fmt: skip
+DETERMINISTIC = ("width", "lambda", "seed", "backend", "batch", "acc_0_soft", "acc_angle_soft", "acc_0_hard",
+                 "acc_angle_hard", "acc_0_compiled", "acc_angle_compiled", "active_L1", "active_L2",
+                 "units_kept")  # fmt: skip
+
+
+def _table(out):
+    with open(out / "sweep.csv") as f:
+        return sorted(tuple(r[k] for k in DETERMINISTIC) for r in csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("full")
+    rows = run_sweep(SweepConfig(**TINY, sample_seconds=0.0005), out, quiet=True)
+    return out, rows
+
+
+def test_outputs(full_run):
+    out, rows = full_run
+    assert len(rows) == 2 * 2 * 7 * 2  # lambdas x seeds x backends x batch sizes
+    for rel in ("sweep.csv", "sweep.json", "summary.md", "sweep_config.json", "figures/pareto.png",
+                "figures/pareto.pdf", "figures/speedup_vs_active.png", "figures/latency_vs_batch.pdf"):  # fmt: skip
+        assert (out / rel).stat().st_size > 0, rel
+    data = json.loads((out / "sweep.json").read_text())
+    assert {"cpu", "cores", "threads", "numba_threading_layer", "blas", "versions"} <= set(
+        data["machine"]
+    )
+    assert len(list((out / "cells").glob("*.json"))) == 4
+    assert len(list((out / "artifacts").glob("*.taugate"))) == 4
+    assert len(list((out / "foundations").glob("*.safetensors"))) == 2  # one per seed, reused
+    r = rows[0]
+    assert 0 <= r["active_mean"] <= 1 and r["work_cap"] >= 1 and r["median_ms"] > 0
+    assert {row["backend"] for row in rows} == {"torch", "torch-soft", "torch-hard", "dense", "compact",
+                                                "rowskip", "scipy-sparse"}  # fmt: skip
+    assert "±" in (out / "summary.md").read_text()
+
+
+def test_hard_and_compiled_accuracy_agree(full_run):
+    _, rows = full_run
+    for r in rows:  # compaction removes only units that never fired on the calibration data
+        assert abs(r["acc_angle_hard"] - r["acc_angle_compiled"]) <= 0.02
+
+
+def test_interrupted_sweep_resumes_to_the_same_table(full_run, tmp_path, monkeypatch):
+    out = tmp_path / "interrupted"
+    cfg = SweepConfig(**TINY, sample_seconds=0.0005)
+    real_run = cell_mod.CellRunner.run
+    calls = []
+
+    def flaky(self, *a):
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the third cell
+        calls.append(a)
+        return real_run(self, *a)
+
+    monkeypatch.setattr(cell_mod.CellRunner, "run", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(cfg, out, quiet=True)
+    assert len(list((out / "cells").glob("*.json"))) == 2  # only finished cells, each complete
+    assert not list(out.rglob("*.tmp")) and not (out / "sweep.csv").exists()
+    calls.clear()
+    monkeypatch.setattr(
+        cell_mod.CellRunner, "run", lambda self, *a: calls.append(a) or real_run(self, *a)
+    )
+    run_sweep(cfg, out, quiet=True)
+    assert len(calls) == 2  # only the two unfinished cells ran again
+    assert _table(out) == _table(full_run[0])
+
+
+def test_rerun_with_same_arguments_skips_everything(full_run, monkeypatch):
+    out, _ = full_run
+    monkeypatch.setattr(cell_mod.CellRunner, "run", lambda *a: pytest.fail("cell recomputed"))
+    run_sweep(SweepConfig(**TINY, sample_seconds=0.0005), out, quiet=True)
+
+
+def test_different_arguments_are_refused_unless_resume_or_force(full_run, tmp_path, monkeypatch):
+    out, _ = full_run
+    changed = SweepConfig(**{**TINY, "lambdas": (0.0, 0.05, 0.1)}, sample_seconds=0.0005)
+    with pytest.raises(TauGateError, match=r"different arguments \(lambdas\).*--resume.*--force"):
+        run_sweep(changed, out, quiet=True)
+    calls = []
+    real_run = cell_mod.CellRunner.run
+    monkeypatch.setattr(
+        cell_mod.CellRunner, "run", lambda self, *a: calls.append(a) or real_run(self, *a)
+    )
+    rows = run_sweep(changed, out, resume=True, quiet=True)
+    assert sorted(c[2] for c in calls) == [0.1, 0.1]  # only the new lambda, for both seeds
+    assert {r["lambda"] for r in rows} == {0.0, 0.05, 0.1}
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"lambdas": ()}, "lambda list is empty"),
+        ({"lambdas": (0.1, -1e-3)}, "lambda must be a finite number >= 0"),
+        ({"widths": (0,)}, "every width must be >= 1"),
+        ({"batch_sizes": (1, 0)}, "every batch size must be >= 1"),
+        ({"backends": ("torch", "tpu")}, "unknown backend 'tpu'"),
+    ],
+)
+def test_config_errors(kw, message):
+    with pytest.raises(TauGateError, match=message):
+        SweepConfig(**kw)
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--lambdas", "", "comma-separated list"),
+        ("--lambdas", "0,,1e-3", "comma-separated list"),
+        ("--lambdas", "0,abc", "'abc' is not a number"),
+        ("--lambdas", "0,-1e-3", "lambda must be a finite number >= 0"),
+        ("--widths", "128,0", "--widths must be >= 1"),
+        ("--batch-sizes", "0", "--batch-sizes must be >= 1"),
+    ],
+)
+def test_cli_errors(tmp_path, capsys, flag, value, message):
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", "--out", str(tmp_path), flag, value])
+    assert e.value.code == 2 and message in capsys.readouterr().err
