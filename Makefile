@@ -30,7 +30,9 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 bench: $(BIN)/.installed
-	$(BIN)/python -m pytest bench/ --benchmark-only --benchmark-json=runs/bench.json -p no:cacheprovider
+	mkdir -p runs
+	$(BIN)/python -m pytest bench/ --benchmark-only --benchmark-warmup=on --benchmark-group-by=group \
+	  --benchmark-columns=min,median,iqr,rounds --benchmark-sort=name --benchmark-json=runs/bench.json -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -108,7 +108,7 @@ def test_compile_config_and_calibration_errors():
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    width=st.one_of(st.integers(1, 24), st.integers(25, 600)),
+    width=st.one_of(st.integers(1, 24), st.integers(25, 2048)),
     depth=st.integers(1, 3),
     batch=st.one_of(st.integers(1, 8), st.integers(9, 300)),
     tau=st.sampled_from(["negative", "zero", "positive", "closed", "open", "mixed"]),

@@ -124,12 +124,18 @@ def scipy_sparse(model, x: np.ndarray) -> Callable[[], object]:
     return run
 
 
-def runtime_fn(model, x: np.ndarray, backend: str) -> Callable[[], object]:
+def runtime_fn(
+    model, x: np.ndarray, backend: str, threads: int | None = None
+) -> Callable[[], object]:
+    """``model.predict`` on fixed inputs; with ``threads`` > 1 a large batch-1 row-skip call may use
+    the threaded kernel (see ``CompiledModel.predict``)."""
     xc = np.ascontiguousarray(x, np.float32)
-    return lambda: model.predict(xc, backend=backend)
+    return lambda: model.predict(xc, backend=backend, threads=threads)
 
 
-def make_fns(model, x: np.ndarray, backends, module=None) -> dict[str, Callable[[], object]]:
+def make_fns(
+    model, x: np.ndarray, backends, module=None, threads: int | None = None
+) -> dict[str, Callable[[], object]]:
     """One callable per backend, all on the same inputs ``x`` (B, n_in)."""
     fns = {}
     for name in backends:
@@ -142,7 +148,7 @@ def make_fns(model, x: np.ndarray, backends, module=None) -> dict[str, Callable[
         elif name == "scipy-sparse":
             fns[name] = scipy_sparse(model, x)
         else:
-            fns[name] = runtime_fn(model, x, name)
+            fns[name] = runtime_fn(model, x, name, threads)
     return fns
 
 

@@ -7,6 +7,7 @@ cap that row skipping reached. Outputs of all backends are checked to agree befo
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import time
@@ -118,6 +119,28 @@ def batch_inputs(pool: np.ndarray, batch: int) -> np.ndarray:
     return np.ascontiguousarray(pool[idx], np.float32)  # (batch, n_in)
 
 
+BATCH1_POOL = 64  # batch-1 timings cycle through this many different inputs
+
+
+def _cycling_fns(model, inputs, batch, backends, module, threads):
+    """Callables per backend; at batch 1 each call takes the next of ``BATCH1_POOL`` inputs, so
+    latency and work cap are averages over inputs, not one input's luck. Returns (fns, all inputs)."""
+    n_variants = min(BATCH1_POOL, len(inputs)) if batch == 1 else 1
+    x_all = batch_inputs(inputs, batch * n_variants)  # (n_variants * batch, n_in)
+    variants = []
+    for k in range(n_variants):
+        fns = make_fns(model, x_all[k * batch : (k + 1) * batch], backends, module, threads)
+        check_agreement({n: to_numpy(f()) for n, f in fns.items() if n != "torch-soft"})
+        variants.append(fns)
+    if n_variants == 1:
+        return variants[0], x_all
+    cycled = {}
+    for name in backends:
+        it = itertools.cycle([v[name] for v in variants])
+        cycled[name] = lambda it=it: next(it)()
+    return cycled, x_all
+
+
 def check_agreement(outs: dict[str, np.ndarray], atol: float = 1e-4) -> None:
     """All backends must compute the same logits (relative to their scale) before timing."""
     names = list(outs)
@@ -146,10 +169,8 @@ def bench_model(
     with thread_limit(threads):
         compile_s = model.warmup()  # Numba compile or cache load, reported, never timed
         for batch in batch_sizes:
-            x = batch_inputs(inputs, batch)
-            fns = make_fns(model, x, backends, module)
-            check_agreement({n: to_numpy(f()) for n, f in fns.items() if n != "torch-soft"})
-            model.predict(x, backend="compact")
+            fns, x = _cycling_fns(model, inputs, batch, backends, module, threads)
+            model.predict(x, backend="compact")  # statistics over every input the timing uses
             stats = model.last_stats
             timings = time_interleaved(fns, timing)
             med = {n: t.median for n, t in timings.items()}

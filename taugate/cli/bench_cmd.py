@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from taugate.cli.common import add_data_args, int_at_least, int_list, name_list, number
+from taugate.cli.common import add_data_args, float_list, int_at_least, int_list, name_list, number
 
 EXAMPLES = """examples:
   taugate bench m.taugate --batch-sizes 1,8,64,256 --json bench.json
   taugate bench --random 4096 --active 0.2 --batch-sizes 1 --threads 1
+  taugate bench --random 512,1024,2048,4096 --active 0.1,0.2,0.3,0.5 --batch-sizes 1 --threads 1
   taugate bench --random 128 --active 0.5 --hidden-layers 2 --backends torch,dense,rowskip,scipy-sparse
 """
 
@@ -27,15 +28,16 @@ def register(sub) -> None:
     p.add_argument("model", metavar="MODEL", nargs="?", help="artifact directory (or use --random)")
     p.add_argument(
         "--random",
-        type=int_at_least("--random", 1),
-        metavar="WIDTH",
-        help="benchmark a random gated 784-WIDTH-...-10 model instead",
+        type=int_list("--random"),
+        metavar="WIDTH[,WIDTH...]",
+        help="benchmark random gated 784-WIDTH-...-10 models instead (a list scans widths)",
     )
     p.add_argument(
         "--active",
-        type=number("--active"),
-        default=0.2,
-        help="target active share of each hidden layer with --random (default 0.2)",
+        type=float_list("--active"),
+        default=(0.2,),
+        metavar="P[,P...]",
+        help="target active share(s) of each hidden layer with --random (default 0.2)",
     )
     p.add_argument("--hidden-layers", type=int_at_least("--hidden-layers", 1), default=2)
     p.add_argument("--batch-sizes", type=int_list("--batch-sizes"), default=(1, 8, 64, 256))
@@ -96,34 +98,30 @@ def _inputs(args, model):
     return rotated_split(ds, "test", angle)[:1024], f"{ds.name} test at {angle:g}°"
 
 
-def run(args) -> int:
-    from taugate.bench.backends import MODEL_BACKENDS, parse_backends
-    from taugate.bench.run import bench_model, machine_info
-    from taugate.bench.timing import TimingConfig
+def _models(args):
+    """(description, model) pairs: one artifact, or every --random width x --active share."""
     from taugate.errors import TauGateError
-    from taugate.io import atomic_write_json
     from taugate.runtime import load, random_model
 
-    backends = parse_backends(args.backends, MODEL_BACKENDS)
     if (args.model is None) == (args.random is None):
         raise TauGateError("give either MODEL or --random WIDTH")
-    if args.random is not None:
-        if not 0 <= args.active <= 1:
-            raise TauGateError(f"--active must be a share in [0, 1], got {args.active}")
-        sizes = [784] + [args.random] * args.hidden_layers + [10]
-        model = random_model(sizes, args.active, seed=0)
-        what = f"random {'-'.join(map(str, sizes))}, target active {args.active:g}"
-    else:
-        model = load(args.model)
-        what = f"{args.model} ({'-'.join(map(str, model.original_sizes))} -> {'-'.join(map(str, model.sizes))})"
-    x, source = _inputs(args, model)
-    rows, info = bench_model(
-        model, x, args.batch_sizes, backends, args.threads, TimingConfig(rounds=args.rounds)
-    )
-    machine = machine_info(args.threads)
-    print(f"model: {what}; inputs: {source}")
-    print(f"Numba compile / cache load: {info['compile_seconds']:.2f} s (not timed); "
-          f"{machine['cpu']}, {machine['threads']} threads")  # fmt: skip
+    if args.model is not None:
+        m = load(args.model)
+        sizes = f"{'-'.join(map(str, m.original_sizes))} -> {'-'.join(map(str, m.sizes))}"
+        return [(f"{args.model} ({sizes})", {}, m)]
+    out = []
+    for a in args.active:
+        if not 0 <= a <= 1:
+            raise TauGateError(f"--active must be a share in [0, 1], got {a:g}")
+    for w in args.random:
+        for a in args.active:
+            sizes = [784] + [w] * args.hidden_layers + [10]
+            what = f"random {'-'.join(map(str, sizes))}, target active {a:g}"
+            out.append((what, {"width": w, "target_active": a}, random_model(sizes, a, seed=0)))
+    return out
+
+
+def _print_rows(rows) -> None:
     print(f"{'backend':13s} {'batch':>5s} {'median us':>10s} {'IQR us':>9s} {'x torch':>8s} {'x dense':>8s} "
           f"{'cap':>6s} {'of cap':>7s} {'active':>7s}")  # fmt: skip
     for r in rows:
@@ -135,9 +133,44 @@ def run(args) -> int:
         )
         print(f"{r['backend']:13s} {r['batch']:5d} {1e3 * r['median_ms']:10.1f} {iqr:9.1f} "
               f"{r['speedup_vs_torch']:7.2f}x {r['speedup_vs_dense']:7.2f}x {cap} {100 * r['active_mean']:6.1f}%")  # fmt: skip
-    if args.json:
-        atomic_write_json(
-            args.json, {"model": what, "inputs": source, "machine": machine, **info, "rows": rows}
+
+
+def run(args) -> int:
+    from taugate.bench.backends import MODEL_BACKENDS, parse_backends
+    from taugate.bench.run import bench_model, machine_info
+    from taugate.bench.timing import TimingConfig
+    from taugate.io import atomic_write_json
+
+    backends = parse_backends(args.backends, MODEL_BACKENDS)
+    models = _models(args)
+    all_rows, results = [], []
+    for what, tags, model in models:
+        x, source = _inputs(args, model)
+        rows, info = bench_model(
+            model, x, args.batch_sizes, backends, args.threads, TimingConfig(rounds=args.rounds)
         )
+        rows = [{**tags, **r} for r in rows]
+        all_rows += rows
+        results.append({"model": what, "inputs": source, **info, "rows": rows})
+        print(f"model: {what}; inputs: {source}")
+        print(f"Numba compile / cache load: {info['compile_seconds']:.2f} s (not timed)")
+        _print_rows(rows)
+    machine = machine_info(args.threads)
+    print(
+        f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['threads']} threads, BLAS {machine['blas']}"
+    )
+    if len(models) > 1:
+        print("\nrow-skip scan (batch, width, target active -> measured active, speedups, cap):")
+        print(
+            "| batch | width | active | rowskip vs torch | rowskip vs dense | work cap | % of cap |"
+        )
+        print("|---:|---:|---:|---:|---:|---:|---:|")
+        for r in all_rows:
+            if r["backend"] == "rowskip":
+                print(f"| {r['batch']} | {r['width']} | {100 * r['active_mean']:.1f} % | {r['speedup_vs_torch']:.2f}x | "
+                      f"{r['speedup_vs_dense']:.2f}x | {r['work_cap']:.2f} | {100 * r['cap_share']:.0f} % |")  # fmt: skip
+    if args.json:
+        payload = results[0] if len(results) == 1 else {"runs": results, "rows": all_rows}
+        atomic_write_json(args.json, {"machine": machine, **payload})
         print(f"wrote {args.json}")
     return 0

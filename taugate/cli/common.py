@@ -56,16 +56,24 @@ def int_at_least(what: str, lo: int):
     return parse
 
 
-def int_list(what: str, lo: int = 1):
-    one = int_at_least(what, lo)
+def list_of(what: str, one):
+    """Parse ``a,b,c`` with ``one`` per item; an empty list or an empty item is an error."""
 
-    def parse(text: str) -> tuple[int, ...]:
+    def parse(text: str) -> tuple:
         parts = [p.strip() for p in text.split(",")]
         if not text.strip() or any(not p for p in parts):
             raise argparse.ArgumentTypeError(f"{what} must be a comma-separated list, got {text!r}")
         return tuple(one(p) for p in parts)
 
     return parse
+
+
+def int_list(what: str, lo: int = 1):
+    return list_of(what, int_at_least(what, lo))
+
+
+def float_list(what: str):
+    return list_of(what, number(what))
 
 
 def name_list(text: str) -> tuple[str, ...]:
