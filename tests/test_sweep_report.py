@@ -223,7 +223,7 @@ def test_figures_single_seed_and_nan_rows():
         labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
         assert labels and not [t for t in fig.axes[0].texts if "no data" in t.get_text()]
         plt.close(fig)
-    assert "paper TauGate setting λ=0.01" in labels_of(figures.pareto_figure(rows, 0.01))
+    assert "reproduce default λ=0.01" in labels_of(figures.pareto_figure(rows, 0.01))
     assert "scipy-sparse" not in labels_of(figures.latency_figure(rows))  # all-NaN backend: no line
 
 
@@ -241,7 +241,7 @@ def test_pareto_marks_the_paper_setting():
     fig = figures.pareto_figure(_rows(widths=(128, 512)), paper_lambda=0.1)
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert sorted(labels) == ["paper TauGate setting λ=0.1", "width 128", "width 512"]
+    assert sorted(labels) == ["reproduce default λ=0.1", "width 128", "width 512"]
     stars = [ln for ln in ax.get_lines() if ln.get_marker() == "*"]
     assert len(stars) == 1
     # lambda 0.1: sparsity 100 * (1 - 0.4) = 60 %, accuracy 100 * (0.91 - 0.1) = 81 %, both widths

@@ -91,7 +91,7 @@ def pareto_figure(rows: Iterable[dict], paper_lambda: float | None = None):
     if paper:
         ax.plot([p[0] for p in paper], [p[1] for p in paper], linestyle="none", marker="*",
                 markersize=18, color="gold", markeredgecolor="black", zorder=5,
-                label=f"paper TauGate setting λ={paper_lambda:g}")  # fmt: skip
+                label=f"reproduce default λ={paper_lambda:g}")  # fmt: skip
     if not stats:
         _no_data(ax, "no sweep cells")
     ax.set_xlabel("hard sparsity: hidden units off (%)")

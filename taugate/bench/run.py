@@ -50,7 +50,8 @@ def machine_info(threads: int | None = None) -> dict:
     try:
         from threadpoolctl import threadpool_info
 
-        blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+        with thread_limit(threads):  # report the BLAS threads the timings ran with
+            blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
         info["blas"] = ", ".join(
             f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads)"
             for p in blas
@@ -130,7 +131,9 @@ def _cycling_fns(model, inputs, batch, backends, module, threads):
     variants = []
     for k in range(n_variants):
         fns = make_fns(model, x_all[k * batch : (k + 1) * batch], backends, module, threads)
-        check_agreement({n: to_numpy(f()) for n, f in fns.items() if n != "torch-soft"})
+        # the trained module (torch-soft / torch-hard) is not the compiled function: compaction may
+        # drop a unit that never fired on the calibration set; its accuracy is reported instead
+        check_agreement({n: to_numpy(f()) for n, f in fns.items() if not n.startswith("torch-")})
         variants.append(fns)
     if n_variants == 1:
         return variants[0], x_all
