@@ -24,6 +24,13 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
     return p
 
 
+def _file_mode() -> int:
+    """What ``open(path, "w")`` would give: 0o666 less the umask (mkstemp alone gives 0o600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_with(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` then move the temp file onto ``path`` in one step."""
     p = Path(path)
@@ -32,6 +39,7 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[str], None]) -> 
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, p)
     except BaseException:
         if os.path.exists(tmp):
