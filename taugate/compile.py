@@ -264,16 +264,13 @@ def compile_checkpoint(
         calib_x = load_inputs(calib_data, n_in)[:calib_size]
         calib_desc = {"file": str(calib_data), "size": int(len(calib_x))}
     else:
-        from taugate.data import load_dataset, rotated_split
+        from taugate.data import load_dataset, require_features, rotated_split
 
         name = calib_data or prov.get("dataset")
         if not name:
             raise TauGateError(f"{checkpoint}: no dataset in its provenance; pass --calib-data")
         ds = load_dataset(name, data_dir, quiet=quiet)
-        if ds.n_features != n_in:
-            raise TauGateError(
-                f"data set {ds.name} has {ds.n_features} features but the model expects {n_in}"
-            )
+        require_features(ds, n_in, name)
         xtr = rotated_split(ds, "train", angle)
         idx = np.sort(np.random.default_rng(0).permutation(len(xtr))[:calib_size])
         calib_x = xtr[idx]

@@ -40,6 +40,9 @@ from taugate.kernels import rowskip
 from taugate.kernels.rowskip import forward, pack
 
 BACKENDS = ("dense", "compact", "rowskip")
+AUTO_ROWSKIP_MAX_BATCH = (
+    1  # backend="auto": row-skip up to this batch size, compact above (see README)
+)
 _F32 = np.dtype(np.float32)
 
 
@@ -121,7 +124,7 @@ class CompiledModel:
         refused. Non-contiguous input is copied to C order. An empty batch, a wrong rank or feature
         count, and (with ``check_finite``, the default) NaN or inf in a row raise
         :class:`TauGateError`; with ``check_finite=False`` such rows give unspecified results.
-        ``backend``: one of :data:`BACKENDS`. ``threads``: Numba threads for this call (1 to
+        ``backend``: one of :data:`BACKENDS`, or ``"auto"`` (row-skip for a batch of one, compact otherwise). ``threads``: Numba threads for this call (1 to
         ``numba.config.NUMBA_NUM_THREADS``; restored afterwards); numpy backends and the layer-0
         matmul of batched rowskip calls use BLAS's own threads. Batch-1 rowskip calls run on one
         thread (no hand-off overhead) unless ``threads`` > 1 is passed explicitly and the model
@@ -129,9 +132,13 @@ class CompiledModel:
         split across ``threads``. Gate statistics of the call are in :attr:`last_stats`.
         """
         x = self._input(x)
+        if backend == "auto":  # where each wins on the measured CPUs: row-skip at batch 1 only
+            backend = "rowskip" if x.shape[0] <= AUTO_ROWSKIP_MAX_BATCH else "compact"
         run = self._run.get(backend)
         if run is None:
-            raise TauGateError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+            raise TauGateError(
+                f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)}, auto)"
+            )
         n = None if threads is None else _check_threads(threads)
         serial = backend != "rowskip" or (x.shape[0] == 1 and not self._threaded_batch_one(n))
         if n is None or serial or n == (previous := numba.get_num_threads()):

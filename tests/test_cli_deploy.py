@@ -160,3 +160,20 @@ def test_compile_errors(tmp_path, capsys, run_dir):
         == 2
     )
     assert "expected shape (N, 64)" in capsys.readouterr().err
+
+
+def test_compile_refuses_an_artifact_directory(artifact, tmp_path, capsys):
+    assert main(["compile", str(artifact), "--out", str(tmp_path / "again.taugate")]) == 2
+    assert "is a directory (a compiled artifact?)" in capsys.readouterr().err
+
+
+def test_data_set_that_does_not_fit_the_model(tmp_path, capsys):
+    from taugate.runtime import random_model
+
+    path = random_model([784, 16, 10], 0.5).save(tmp_path / "r.taugate")
+    assert main(["predict", str(path), "--dataset", "digits"]) == 2
+    assert "data set digits has 64 features but the model expects 784" in capsys.readouterr().err
+    # 'mnist' without its training files (offline) falls back to digits: the error says so
+    assert main(["predict", str(path), "--dataset", "mnist"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "'mnist' is not available here (fell back to the 8x8 digits" in err

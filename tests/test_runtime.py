@@ -255,3 +255,16 @@ def test_runtime_never_imports_torch():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_auto_backend_picks_rowskip_for_one_input_and_compact_for_batches():
+    from taugate.runtime import random_model
+
+    m = random_model([20, 16, 16, 4], 0.3, seed=3)
+    x = np.random.default_rng(0).normal(size=(6, 20)).astype(np.float32)
+    np.testing.assert_allclose(
+        m.predict(x[:1], backend="auto"), m.predict(x[:1], backend="rowskip")
+    )
+    assert m.last_stats["backend"] == "rowskip"
+    m.predict(x, backend="auto")
+    assert m.last_stats["backend"] == "compact"

@@ -77,7 +77,7 @@ def _inputs(args, model):
     if args.random is not None:
         x = np.random.default_rng(1).standard_normal((1024, model.n_in)).astype(np.float32)
         return x, "standard normal (the calibration distribution)"
-    from taugate.data import load_dataset, rotated_split
+    from taugate.data import load_dataset, require_features, rotated_split
 
     prov = model.manifest.get("provenance") or {}
     name = args.dataset or prov.get("dataset")
@@ -91,10 +91,7 @@ def _inputs(args, model):
         else float(prov.get("target_angle", prov.get("angle", 0)))
     )
     ds = load_dataset(name, args.data_dir, quiet=True)
-    if ds.n_features != model.n_in:
-        raise TauGateError(
-            f"data set {ds.name} has {ds.n_features} features, model expects {model.n_in}"
-        )
+    require_features(ds, model.n_in, name)
     return rotated_split(ds, "test", angle)[:1024], f"{ds.name} test at {angle:g}°"
 
 

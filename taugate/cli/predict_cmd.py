@@ -34,7 +34,9 @@ def register(sub) -> None:
         help="mode of the data set (default: the model's target angle, else 0)",
     )
     p.add_argument(
-        "--backend", default="rowskip", help="dense | compact | rowskip (default rowskip)"
+        "--backend",
+        default="auto",
+        help="dense | compact | rowskip | auto (default auto: rowskip for one input, compact for batches)",
     )
     p.add_argument("--threads", type=int_at_least("--threads", 1), help="Numba threads")
     p.add_argument("--batch-size", type=int_at_least("--batch-size", 1), default=1024)
@@ -60,7 +62,7 @@ def run(args) -> int:
         print(f"wrote {args.output}: logits {logits.shape} ({args.backend})")
         _print_active(model, counts)
         return 0
-    from taugate.data import load_dataset, rotated_split
+    from taugate.data import load_dataset, require_features, rotated_split
 
     prov = model.manifest.get("provenance") or {}
     angle = (
@@ -69,10 +71,7 @@ def run(args) -> int:
         else float(prov.get("target_angle", prov.get("angle", 0.0)))
     )
     ds = load_dataset(args.dataset, args.data_dir)
-    if ds.n_features != model.n_in:
-        raise TauGateError(
-            f"data set {ds.name} has {ds.n_features} features, model expects {model.n_in}"
-        )
+    require_features(ds, model.n_in, args.dataset)
     x = rotated_split(ds, "test", angle)
     logits, counts = _batched(model, x, args)
     acc = float((logits.argmax(1) == ds.y_test).mean())

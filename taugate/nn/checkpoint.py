@@ -50,6 +50,11 @@ def save_checkpoint(
 
 def read_checkpoint_meta(path: str | os.PathLike) -> dict:
     p = Path(path)
+    if p.is_dir():
+        raise TauGateError(
+            f"{p} is a directory (a compiled artifact?); expected a checkpoint .safetensors file "
+            "written by `taugate reproduce` or save_checkpoint"
+        )
     if not p.is_file():
         raise TauGateError(f"model checkpoint {p} does not exist")
     try:
