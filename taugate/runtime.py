@@ -71,7 +71,7 @@ class CompiledModel:
         self._packed = pack(weights, biases, self._taus)
         self._full = None  # uncompacted (W^T, b, thr) per layer, built on first dense call
         self._compact_arrays = None  # compacted (W^T, b, thr), contiguous, built on first call
-        self._last = None  # (backend, counts (B, L-1)) of the last predict call
+        self._last = None  # (backend, counts (B, L-1), input nonzeros (B,)) of the last call
         self._run = {"dense": self._dense, "compact": self._compact, "rowskip": self._rowskip}
 
     @classmethod
@@ -149,7 +149,7 @@ class CompiledModel:
                 out, counts = run(x, check_finite, n)
             finally:
                 numba.set_num_threads(previous)
-        self._last = (backend, counts)
+        self._last = (backend, counts, np.count_nonzero(x, axis=1))  # nnz: (B,)
         return out
 
     def _input(self, x) -> np.ndarray:
@@ -228,14 +228,15 @@ class CompiledModel:
         ``active_share``: per hidden layer, mean over the batch of the share of the layer's
         ORIGINAL units with nonzero output (the same for every backend); ``active_counts``: per
         hidden layer, the count for each sample; ``dense_macs``: multiply-adds of the uncompacted
-        network per sample; ``rowskip_macs``: mean over the batch of ``in_0 * out_0 + sum_i
-        n_active_{i-1} * out_i`` (compacted sizes); ``work_cap = dense_macs / rowskip_macs``.
+        network per sample; ``rowskip_macs``: mean over the batch of ``nnz(x) * out_0 + sum_i
+        n_active_{i-1} * out_i`` (compacted sizes; row skipping reads no row for a zero input
+        feature or a shut unit); ``work_cap = dense_macs / rowskip_macs``.
         """
         if self._last is None:
             return None
-        backend, counts = self._last
+        backend, counts, nnz = self._last
         s, widths = self.sizes, self.original_sizes[1:-1]
-        per_sample = s[0] * s[1] + counts @ np.asarray(s[2:], np.int64)  # (B,)
+        per_sample = nnz * s[1] + counts @ np.asarray(s[2:], np.int64)  # (B,)
         rowskip_macs = float(per_sample.mean())
         return {
             "backend": backend,

@@ -50,12 +50,14 @@ def reference_active(layers: list[dict], tensors: dict, x) -> list[np.ndarray]:
 
 
 def reference_work_cap(layers: list[dict], tensors: dict, x, original_layers=None) -> float:
-    """Dense MACs (original sizes) / mean over the batch of the MACs row skipping needs."""
+    """Dense MACs (original sizes) / mean over the batch of the MACs row skipping needs: a row of
+    layer 0 per nonzero input feature, a row of layer i per active unit of layer i - 1."""
     orig = original_layers or layers
     dense = sum(e["in"] * e["out"] for e in orig)
     outs = reference_hidden(layers, tensors, x)
     masks = [h != 0 for h in outs[:-1]]
-    per_sample = np.full(outs[-1].shape[0], layers[0]["in"] * layers[0]["out"])  # (B,)
+    nonzero = np.asarray([sum(1 for v in row if v != 0) for row in np.asarray(x)])  # (B,)
+    per_sample = nonzero * layers[0]["out"]  # (B,)
     for i in range(1, len(layers)):
         per_sample = per_sample + masks[i - 1].sum(axis=1) * layers[i]["out"]
     return dense / float(np.mean(per_sample))

@@ -242,3 +242,26 @@ def test_second_process_loads_kernels_from_the_disk_cache(tmp_path):
     index = [f for _, _, files in os.walk(tmp_path / "numba") for f in files if f.endswith(".nbi")]
     assert any("_one" in f for f in index)
     assert run()["hits"] == 1  # second process: loaded from disk
+
+
+@pytest.mark.parametrize("threads", THREADS)
+def test_zero_inputs_are_skipped_and_counted_in_the_work_cap(threads):
+    """Image-like inputs (most features exactly 0, one row all 0): every path equals the
+    reference, and the work cap counts a layer-0 row only for each nonzero input feature."""
+    layers, tensors = build([300, 200, 150, 7], ["mixed", "pos"], seed=11)
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0, 1, (9, 300)).astype(np.float32)
+    x[rng.random(x.shape) < 0.7] = 0.0
+    x[4] = 0.0
+    separate_ties(layers, tensors, x)
+    ref = reference_forward(layers, tensors, x)
+    model = CompiledModel.from_arrays(layers, tensors)
+    for backend in BACKENDS:
+        np.testing.assert_allclose(
+            model.predict(x, backend=backend, threads=threads), ref, atol=1e-4
+        )
+        assert model.last_stats["work_cap"] == pytest.approx(reference_work_cap(layers, tensors, x))
+        rows = [model.predict(r, backend=backend, threads=threads) for r in x]  # batch-1 path
+        np.testing.assert_allclose(np.concatenate(rows), ref, atol=1e-4)
+    dense_only = reference_work_cap(layers, tensors, np.ones_like(x))
+    assert model.last_stats["work_cap"] > 1.5 * dense_only  # 70 % zeros: layer 0 mostly skipped

@@ -1,10 +1,11 @@
 """Row-skipping forward pass of a gated MLP (Numba), behind the validating :func:`pack` / :func:`forward`.
 
-Per sample: layer 0 is a dense mat-vec ``z = W0 x + b0`` (one contiguous dot per row) whose gate
-keeps the units with ``z_j > max(tau_j, 0)`` (exactly those with ``relu(z) * 1[z > tau] != 0``) as
-an ``(index, value)`` list. Every later layer starts from its bias and adds ``h_j * WT[j, :]`` for
-the active ``j`` only, where ``WT`` is the transposed weight (in, out): one contiguous row per unit,
-so a shut unit's row is never read. The last layer's sums are the logits.
+Every layer is stored transposed, ``WT`` (in, out): one contiguous row per input unit. Per sample,
+each layer starts from its bias and adds ``h_j * WT[j, :]`` for the nonzero inputs ``j`` only: for
+layer 0 the nonzero input features (zero pixels are skipped), for later layers the units whose gate
+is open, ``z_j > max(tau_j, 0)`` (exactly those with ``relu(z) * 1[z > tau] != 0``), kept as an
+``(index, value)`` list when the gate decision is made. A shut unit's row is never read. The last
+layer's sums are the logits.
 
 Paths: batch 1 runs serially (no threading overhead); on request (``parallel=True``) each layer's
 rows / columns are split across the Numba threads instead. Batches compute layer 0 for all samples
@@ -46,31 +47,17 @@ def _finite(x):
 
 
 @_njit()
-def _matvec(p, w_off, stride, n_in, x, z, j0, j1):
-    """z[j] = W[j, :n_in] . x for j0 <= j < j1; four rows share each load of x."""
-    j = j0
-    while j + 4 <= j1:
-        b = w_off + j * stride
-        r0 = p[b : b + n_in]
-        r1 = p[b + stride : b + stride + n_in]
-        r2 = p[b + 2 * stride : b + 2 * stride + n_in]
-        r3 = p[b + 3 * stride : b + 3 * stride + n_in]
-        a0 = a1 = a2 = a3 = np.float32(0.0)
-        for k in range(n_in):
-            xk = x[k]
-            a0 += r0[k] * xk
-            a1 += r1[k] * xk
-            a2 += r2[k] * xk
-            a3 += r3[k] * xk
-        z[j], z[j + 1], z[j + 2], z[j + 3] = a0, a1, a2, a3
-        j += 4
-    while j < j1:
-        r0 = p[w_off + j * stride : w_off + j * stride + n_in]
-        a0 = np.float32(0.0)
-        for k in range(n_in):
-            a0 += r0[k] * x[k]
-        z[j] = a0
-        j += 1
+def _nonzero(x, idx, vals):
+    """Collect the nonzero inputs of x as (idx, vals); return their count (zero inputs are skipped
+    like shut units: their rows of W0^T are never read)."""
+    n = 0
+    for k in range(x.shape[0]):
+        v = x[k]
+        if v != 0.0:
+            idx[n] = k
+            vals[n] = v
+            n += 1
+    return n
 
 
 @_njit()
@@ -137,12 +124,10 @@ def _one(p, meta, x2, out2, counts2, check):
     x, out, counts = x2[0], out2[0], counts2[0]
     if check and not _finite(x):
         return 1
-    w = meta[:, N_OUT].max()
+    w = max(meta[:, N_OUT].max(), meta[0, N_IN])
     z, idx, vals = np.empty(w, np.float32), np.empty(w, np.int32), np.empty(w, np.float32)
-    n_in, n_out, b_off = meta[0, N_IN], meta[0, N_OUT], meta[0, B_OFF]
-    _matvec(p, meta[0, W_OFF], meta[0, STRIDE], n_in, x, z, 0, n_out)
-    for j in range(n_out):
-        z[j] += p[b_off + j]
+    nz = _nonzero(x, idx, vals)
+    _axpy(p, meta[0, W_OFF], meta[0, STRIDE], meta[0, B_OFF], idx, vals, nz, z, 0, meta[0, N_OUT])
     _rest(p, meta, z, out, counts, z, idx, vals)
     return 0
 
@@ -160,15 +145,14 @@ def _one_par(p, meta, x2, out2, counts2, check, nth):
     if check and not _finite(x):
         return 1
     L = meta.shape[0]
-    w = meta[:, N_OUT].max()
+    w = max(meta[:, N_OUT].max(), meta[0, N_IN])
     z, idx, vals = np.empty(w, np.float32), np.empty(w, np.int32), np.empty(w, np.float32)
-    n_in, n_out, b_off = meta[0, N_IN], meta[0, N_OUT], meta[0, B_OFF]
-    parts = max(1, min(4 * nth, n_out // 64))
-    for blk in prange(parts):
-        j0, j1 = _bounds(n_out, parts, blk), _bounds(n_out, parts, blk + 1)
-        _matvec(p, meta[0, W_OFF], meta[0, STRIDE], n_in, x, z, j0, j1)
-        for j in range(j0, j1):
-            z[j] += p[b_off + j]
+    n_out = meta[0, N_OUT]
+    nz = _nonzero(x, idx, vals)
+    parts = max(1, min(nth, n_out // 256))
+    for blk in prange(parts):  # each thread its own columns of z
+        c0, c1 = _bounds(n_out, parts, blk), _bounds(n_out, parts, blk + 1)
+        _axpy(p, meta[0, W_OFF], meta[0, STRIDE], meta[0, B_OFF], idx, vals, nz, z, c0, c1)
     if L == 1:
         out[:] = z[:n_out]
         return 0
@@ -195,7 +179,7 @@ def _batch(p, meta, x, z0, out, counts, bad, check, nth):
     """Batched path: z0 = x @ W0.T + b0 (B, out_0) is given; chunks of samples run in parallel."""
     B = x.shape[0]
     chunks = min(B, 4 * nth)
-    w = meta[:, N_OUT].max()
+    w = max(meta[:, N_OUT].max(), meta[0, N_IN])
     for c in prange(chunks):
         z, idx, vals = np.empty(w, np.float32), np.empty(w, np.int32), np.empty(w, np.float32)
         for b in range(c * B // chunks, (c + 1) * B // chunks):
@@ -216,16 +200,16 @@ class Packed:
 
     def _block(self, i: int) -> np.ndarray:
         n_in, n_out, off, stride = (int(v) for v in self.meta[i, :4])
-        rows, cols = (n_out, n_in) if i == 0 else (n_in, n_out)
+        rows, cols = n_in, n_out  # transposed (in, out): one contiguous row per input unit
         return self.params[off : off + rows * stride].reshape(rows, stride)[:, :cols]
 
     def weight(self, i: int) -> np.ndarray:
-        """Layer ``i``'s weight (out, in) as a view (transposed view for i >= 1)."""
-        return self._block(i) if i == 0 else self._block(i).T
+        """Layer ``i``'s weight (out, in) as a (transposed) view of the stored (in, out) block."""
+        return self._block(i).T
 
     def weight_t(self, i: int) -> np.ndarray:
         """Layer ``i``'s transposed weight (in, out) as a view."""
-        return self._block(i).T if i == 0 else self._block(i)
+        return self._block(i)
 
     def bias(self, i: int) -> np.ndarray:
         off, n = int(self.meta[i, B_OFF]), int(self.meta[i, N_OUT])
@@ -247,7 +231,7 @@ def pack(weights: list, biases: list, taus: list) -> Packed:
     """Lay out float32 weights (out, in), biases (out,) and taus (out,) or None per layer.
 
     ``taus[i]`` is None for an ungated relu layer and must be None for the last (output) layer.
-    Layer 0 is stored row-major (out, in); later layers transposed (in, out); rows are padded to a
+    Every layer is stored transposed (in, out), one row per input unit; rows are padded to a
     multiple of 16 floats. Raises :class:`TauGateError` on any shape / dtype / chaining problem.
     """
     L = len(weights)
@@ -271,7 +255,7 @@ def pack(weights: list, biases: list, taus: list) -> Packed:
     off = 0
     for i in range(L):
         n_in, n_out = sizes[i], sizes[i + 1]
-        rows, cols = (n_out, n_in) if i == 0 else (n_in, n_out)
+        rows, cols = n_in, n_out  # transposed (in, out): one contiguous row per input unit
         stride = _up(cols)
         meta[i] = (n_in, n_out, off, stride, 0, -1)
         off += rows * stride
