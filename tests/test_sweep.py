@@ -163,3 +163,19 @@ def test_timing_tolerates_a_module_that_compaction_changed():
     rows, _ = bench_model(compiled, x, (1, 4), ("torch", "torch-hard", "dense", "rowskip"),
                           timing=TimingConfig(rounds=3, sample_seconds=0.0005), module=module)  # fmt: skip
     assert {r["backend"] for r in rows} == {"torch", "torch-hard", "dense", "rowskip"}
+
+
+def test_force_recomputes_every_cell(tmp_path, monkeypatch):
+    cfg = SweepConfig(
+        **{**TINY, "seeds": 1, "lambdas": (0.0,), "batch_sizes": (1,)}, sample_seconds=0.0005
+    )
+    run_sweep(cfg, tmp_path, quiet=True)
+    calls = []
+    real_run = cell_mod.CellRunner.run
+    monkeypatch.setattr(
+        cell_mod.CellRunner, "run", lambda self, *a: calls.append(a) or real_run(self, *a)
+    )
+    run_sweep(cfg, tmp_path, quiet=True)
+    assert calls == []  # same arguments: resumed, nothing recomputed
+    run_sweep(cfg, tmp_path, force=True, quiet=True)
+    assert len(calls) == 1  # --force: started over even with the same arguments

@@ -94,7 +94,7 @@ def differing_fields(a: dict, b: dict) -> list[str]:
 
 def prepare_out(cfg: SweepConfig, out: Path, resume: bool, force: bool) -> None:
     """Check ``out`` against a sweep already there: same arguments resume; different ones need
-    ``resume`` (reuse cells whose key still matches) or ``force`` (start over)."""
+    ``resume`` (reuse cells whose key still matches). ``force`` always starts over."""
     ensure_writable_dir(out)
     cfg_path = out / "sweep_config.json"
     if cfg_path.exists():
@@ -103,7 +103,7 @@ def prepare_out(cfg: SweepConfig, out: Path, resume: bool, force: bool) -> None:
         except (ValueError, KeyError, TypeError):
             prev = None
         diff = differing_fields(prev, cfg.to_dict()) if isinstance(prev, dict) else ["(unreadable)"]
-        if diff and force:
+        if force:  # start over, whatever the previous arguments were
             for sub in ("cells", "foundations", "artifacts", "figures"):
                 shutil.rmtree(out / sub, ignore_errors=True)
         elif diff and not resume:

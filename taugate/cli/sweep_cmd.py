@@ -69,7 +69,9 @@ def register(sub) -> None:
     g.add_argument(
         "--resume", action="store_true", help="reuse matching cells of a sweep with other arguments"
     )
-    g.add_argument("--force", action="store_true", help="discard a previous sweep in --out")
+    g.add_argument(
+        "--force", action="store_true", help="discard a previous sweep in --out and start over"
+    )
     add_data_args(p)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=run)
