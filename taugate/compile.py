@@ -10,7 +10,6 @@ check the compiled function against the hard-gated torch model and report accura
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from taugate.errors import TauGateError
+from taugate.inputs import load_checked, load_inputs, target_angle
 from taugate.nn.gate import TauGate
 from taugate.nn.lora import LoRALinear
 
@@ -174,14 +174,16 @@ def compile_model(
         "firing_rate_mean": [float(r.mean()) for r in rates],
     }
     if eval_x is not None:
-        report.update(_check(model, compiled, eval_x, eval_y))
+        report.update(_check(model, layers, tensors, eval_x, eval_y))
     kept = [k.tolist() for k in keep]
     full = to_artifact_arrays(folded)[0]
     return layers, tensors, {"report": report, "kept_units": kept, "original_layers": full}
 
 
 @torch.no_grad()
-def _check(model: nn.Module, compiled: Extracted, x: np.ndarray, y: np.ndarray | None) -> dict:
+def _check(
+    model: nn.Module, layers: list[dict], tensors: dict, x: np.ndarray, y: np.ndarray | None
+) -> dict:
     """Accuracy of the hard-gated torch model and of the compiled arrays (float32 runtime)."""
     from taugate.nn.model import harden_
     from taugate.runtime import CompiledModel
@@ -191,7 +193,6 @@ def _check(model: nn.Module, compiled: Extracted, x: np.ndarray, y: np.ndarray |
         ref = model(torch.from_numpy(np.require(x, np.float32, ["C", "W"]))).numpy()  # (N, C)
     finally:
         harden_(model, False)
-    layers, tensors = to_artifact_arrays(compiled)
     out = CompiledModel.from_arrays(layers, tensors).predict(x, backend="compact")  # (N, C)
     scale = max(1.0, float(np.abs(ref).max()))
     res = {"max_abs_diff_vs_torch": float(np.abs(out - ref).max()), "logit_scale": scale}
@@ -200,34 +201,6 @@ def _check(model: nn.Module, compiled: Extracted, x: np.ndarray, y: np.ndarray |
         res["accuracy_after"] = float((out.argmax(1) == y).mean())
         res["eval_size"] = int(len(y))
     return res
-
-
-def default_target_angle(meta: dict) -> float:
-    prov = meta.get("provenance") or {}
-    a = prov.get("target_angle", prov.get("angle", 0.0))
-    try:
-        a = float(a)
-    except (TypeError, ValueError):
-        a = 0.0
-    return a if math.isfinite(a) else 0.0
-
-
-def load_inputs(path: str | Path, n_in: int) -> np.ndarray:
-    """Inputs from an ``.npy`` file: (N, n_in) or images (N, H, W) with H*W == n_in."""
-    p = Path(path)
-    try:
-        x = np.load(p, allow_pickle=False)
-    except FileNotFoundError:
-        raise TauGateError(f"input file {p} does not exist") from None
-    except (ValueError, OSError) as e:
-        raise TauGateError(f"{p}: not a numpy .npy array ({e})") from None
-    if x.ndim == 3:
-        x = x.reshape(len(x), -1)  # (N, H, W) -> (N, H*W)
-    if x.ndim != 2 or x.shape[1] != n_in:
-        raise TauGateError(f"{p}: expected shape (N, {n_in}), got {tuple(x.shape)}")
-    if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
-        raise TauGateError(f"{p}: expected real numbers, got dtype {x.dtype}")
-    return np.ascontiguousarray(x, np.float32)
 
 
 def compile_checkpoint(
@@ -258,19 +231,18 @@ def compile_checkpoint(
     model, meta = load_checkpoint(checkpoint)
     n_in = int(meta["sizes"][0])
     prov = dict(meta.get("provenance") or {})
-    angle = default_target_angle(meta) if angle is None else float(angle)
+    angle = target_angle(prov) if angle is None else float(angle)
     eval_x = eval_y = None
     if calib_data is not None and calib_data.endswith(".npy"):
         calib_x = load_inputs(calib_data, n_in)[:calib_size]
         calib_desc = {"file": str(calib_data), "size": int(len(calib_x))}
     else:
-        from taugate.data import load_dataset, require_features, rotated_split
-
         name = calib_data or prov.get("dataset")
         if not name:
             raise TauGateError(f"{checkpoint}: no dataset in its provenance; pass --calib-data")
-        ds = load_dataset(name, data_dir, quiet=quiet)
-        require_features(ds, n_in, name)
+        from taugate.data import rotated_split
+
+        ds = load_checked(name, data_dir, n_in, quiet)
         xtr = rotated_split(ds, "train", angle)
         idx = np.sort(np.random.default_rng(0).permutation(len(xtr))[:calib_size])
         calib_x = xtr[idx]

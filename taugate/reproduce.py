@@ -57,6 +57,16 @@ def load_study_data(cfg: ReproduceConfig, data_dir=None, quiet: bool = False) ->
     )
 
 
+def train_foundation(sizes, data: StudyData, tc: TrainConfig, device, desc: str, quiet: bool):
+    """A fresh MLP (seeded by ``tc.seed``) trained on a seeded 50/50 mix of the 0° and rotated
+    training images, then frozen on the CPU. Returns (model, training history)."""
+    set_seed(tc.seed)
+    model = MLP(sizes)
+    x_mix, _ = mix_modes(data.x0_train, data.xa_train, tc.seed)
+    hist = train(model, x_mix, data.y_train, tc, device, desc, quiet)
+    return model.cpu().requires_grad_(False), hist
+
+
 def jaccard(a: torch.Tensor, b: torch.Tensor) -> float:
     """|A ∩ B| / |A ∪ B| of two boolean masks of equal shape (1.0 when both are empty)."""
     union = int((a | b).sum())
@@ -97,14 +107,10 @@ def run_seed(
     n_in, n_out = data.x0_train.shape[1], int(data.y_train.max()) + 1
     sizes = [n_in, *cfg.hidden, n_out]
     prov = {**data.provenance, "angle": cfg.angle, "seed": seed}
-    set_seed(seed)
-    foundation = MLP(sizes)
-    x_mix, _ = mix_modes(data.x0_train, data.xa_train, seed)
     fcfg = TrainConfig(
         cfg.foundation_epochs, cfg.batch_size, cfg.foundation_lr, cfg.momentum, seed=seed
     )
-    hist = train(foundation, x_mix, data.y_train, fcfg, device, f"seed {seed} foundation", quiet)
-    foundation.cpu().requires_grad_(False)
+    foundation, hist = train_foundation(sizes, data, fcfg, device, f"seed {seed} foundation", quiet)
     models_dir = out / "models" / f"seed{seed}" if out is not None and cfg.save_models else None
     if models_dir is not None:
         save_checkpoint(

@@ -186,21 +186,29 @@ class CompiledModel:
     def _rowskip(self, x, check_finite, threads=None):
         return forward(self._packed, x, self._threaded_batch_one(threads), check_finite)
 
-    def _compact(self, x, check_finite, threads=None):
-        if self._compact_arrays is None:  # contiguous copies once, so BLAS never sees strides
+    def arrays(self, dense: bool = False) -> tuple[list, list, list]:
+        """Per layer ``W^T`` (in, out), bias (out,) and, per hidden layer, the effective threshold
+        ``max(tau, 0)`` (0 for an ungated ReLU). ``dense``: at the original sizes, the units that
+        compaction removed as zero weights with threshold +inf (never firing). Built once and
+        cached; each ``W^T`` is a view of a contiguous (out, in) copy, so BLAS never sees padding
+        strides. Shared by the numpy backends and the benchmarks."""
+        if dense and "kept_units" in self.manifest:
+            if self._full is None:
+                self._full = self._scatter()
+            return self._full
+        if self._compact_arrays is None:
             p, L = self._packed, len(self.layers)
             mats = [np.ascontiguousarray(p.weight(i)).T for i in range(L)]  # (in, out) views
             biases = [p.bias(i).copy() for i in range(L)]
             thrs = [p.threshold(i).copy() for i in range(L - 1)]
             self._compact_arrays = (mats, biases, thrs)
-        return _numpy_forward(x, *self._compact_arrays, check_finite)
+        return self._compact_arrays
+
+    def _compact(self, x, check_finite, threads=None):
+        return _numpy_forward(x, *self.arrays(dense=False), check_finite)
 
     def _dense(self, x, check_finite, threads=None):
-        if "kept_units" not in self.manifest:
-            return self._compact(x, check_finite)
-        if self._full is None:
-            self._full = self._scatter()
-        return _numpy_forward(x, *self._full, check_finite)
+        return _numpy_forward(x, *self.arrays(dense=True), check_finite)
 
     def _scatter(self):
         """Full-size (W^T, b, thr) with the compacted units at their original indices."""

@@ -31,43 +31,17 @@ def parse_backends(names, allowed=ALL_BACKENDS) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def layer_arrays(model, dense: bool) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-    """Per layer (W (out, in), b (out,), tau (out,) or None) of a runtime ``CompiledModel``:
-    uncompacted when ``dense`` (dropped units: zero weights, tau = +inf), else as compiled."""
-    L = len(model.layers)
-    t = model.tensors
-    arrs = [
-        (t[f"layers.{i}.weight"], t[f"layers.{i}.bias"], t.get(f"layers.{i}.tau")) for i in range(L)
-    ]
-    kept = model.manifest.get("kept_units")
-    if not dense or kept is None:
-        return arrs
-    sizes = model.original_sizes
-    out = []
-    for i, (w, b, tau) in enumerate(arrs):
-        rows = np.asarray(kept[i]) if i < L - 1 else np.arange(sizes[i + 1])
-        cols = np.asarray(kept[i - 1]) if i > 0 else np.arange(sizes[0])
-        wf = np.zeros((sizes[i + 1], sizes[i]), np.float32)
-        wf[np.ix_(rows, cols)] = w  # (out_full, in_full) <- (out, in)
-        bf = np.zeros(sizes[i + 1], np.float32)
-        bf[rows] = b
-        tf = None
-        if i < L - 1:  # dropped hidden units never fire
-            tf = np.full(sizes[i + 1], np.inf, np.float32)
-            tf[rows] = tau if tau is not None else -np.inf
-        out.append((wf, bf, tf))
-    return out
-
-
 def torch_dense(model, x: np.ndarray) -> Callable[[], object]:
     """Eager torch on the uncompacted matrices with masks (the same function as the artifact)."""
     import torch
 
-    arrs = layer_arrays(model, dense=True)
-    L = len(arrs)
-    ws = [torch.from_numpy(np.ascontiguousarray(w)) for w, _, _ in arrs]
-    bs = [torch.from_numpy(np.ascontiguousarray(b)) for _, b, _ in arrs]
-    taus = [torch.from_numpy(t) if t is not None else None for _, _, t in arrs]
+    mats, biases, thrs = model.arrays(dense=True)
+    L = len(mats)
+    ws = [torch.from_numpy(np.ascontiguousarray(m.T)) for m in mats]  # (out, in)
+    bs = [torch.from_numpy(b) for b in biases]
+    # gated layers: relu(z) * (z > max(tau, 0)) is relu(z) * (z > tau); dropped units: thr = +inf
+    gated = [e["gated"] or "kept_units" in model.manifest for e in model.layers[:-1]]
+    taus = [torch.from_numpy(t) if g else None for t, g in zip(thrs, gated)]
     xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))
 
     def run():
@@ -105,19 +79,16 @@ def scipy_sparse(model, x: np.ndarray) -> Callable[[], object]:
     """Layer 0 dense; each later layer ``csr_matrix(h) @ W.T + b`` on the compacted matrices."""
     from scipy import sparse
 
-    arrs = layer_arrays(model, dense=False)
-    L = len(arrs)
-    w0, b0, t0 = arrs[0]
-    w0t = np.ascontiguousarray(w0.T)  # (in, out)
-    wts = [np.ascontiguousarray(w.T) for w, _, _ in arrs]  # (in, out) each
-    thr = [np.maximum(t, 0) if t is not None else np.zeros_like(b) for _, b, t in arrs]
+    mats, biases, thr = model.arrays(dense=False)  # (in, out), (out,), max(tau, 0) per hidden layer
+    wts = [np.ascontiguousarray(m) for m in mats]  # C order for the CSR @ dense products
+    L = len(wts)
     xc = np.ascontiguousarray(x, np.float32)
 
     def run():
-        z = xc @ w0t + b0  # (B, out_0)
+        z = xc @ wts[0] + biases[0]  # (B, out_0)
         h = np.where(z > thr[0], z, np.float32(0)) if L > 1 else z
         for i in range(1, L):
-            z = np.asarray(sparse.csr_matrix(h) @ wts[i]) + arrs[i][1]  # (B, out_i)
+            z = np.asarray(sparse.csr_matrix(h) @ wts[i]) + biases[i]  # (B, out_i)
             h = np.where(z > thr[i], z, np.float32(0)) if i < L - 1 else z
         return h
 

@@ -13,10 +13,10 @@ from taugate.bench.timing import TimingConfig
 from taugate.compile import CompileConfig, compile_model
 from taugate.configs import ReproduceConfig, TrainConfig
 from taugate.errors import TauGateError
-from taugate.nn import MLP, build_method, load_checkpoint, method_gate_config, save_checkpoint
-from taugate.reproduce import load_study_data
+from taugate.nn import build_method, load_checkpoint, method_gate_config, save_checkpoint
+from taugate.reproduce import load_study_data, train_foundation
 from taugate.runtime import CompiledModel
-from taugate.train import accuracy, mix_modes, set_seed, train
+from taugate.train import accuracy, train
 
 BENCH_POOL = 1024  # test images the timings cycle through
 
@@ -48,14 +48,12 @@ class CellRunner:
                     return model.requires_grad_(False), sizes
             except TauGateError:
                 pass  # unreadable (e.g. from an older run): train again
-        set_seed(seed)
-        model = MLP(sizes)
-        x_mix, _ = mix_modes(d.x0_train, d.xa_train, seed)
         tc = TrainConfig(
             cfg.foundation_epochs, cfg.batch_size, cfg.foundation_lr, cfg.momentum, seed=seed
         )
-        train(model, x_mix, d.y_train, tc, self.device, f"foundation w{width} s{seed}", self.quiet)
-        model.cpu().requires_grad_(False)
+        model, _ = train_foundation(
+            sizes, d, tc, self.device, f"foundation w{width} s{seed}", self.quiet
+        )
         save_checkpoint(model, path, sizes=sizes, method="fullft", provenance={"key": key})
         return model, sizes
 

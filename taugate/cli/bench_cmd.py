@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
-
-from taugate.cli.common import add_data_args, float_list, int_at_least, int_list, name_list, number
+from taugate.cli.common import (
+    add_command,
+    add_data_args,
+    float_list,
+    int_at_least,
+    int_list,
+    name_list,
+    number,
+)
 
 EXAMPLES = """examples:
   taugate bench m.taugate --batch-sizes 1,8,64,256 --json bench.json
@@ -15,15 +21,15 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "bench",
         help="side-by-side latency of every backend, speedups, work cap",
         description="Warm up (Numba compile time reported separately), then time every backend on "
         "the same inputs, interleaved, and report median latency, spread (IQR), speedup vs torch "
         "(eager, dense matrices with masks) and vs dense, the work cap (dense multiply-adds / "
         "row-skip multiply-adds needed for these inputs) and the share of the cap reached.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=EXAMPLES,
     )
     p.add_argument("model", metavar="MODEL", nargs="?", help="artifact directory (or use --random)")
     p.add_argument(
@@ -71,13 +77,14 @@ def _inputs(args, model):
     from taugate.errors import TauGateError
 
     if args.inputs:
-        from taugate.compile import load_inputs
+        from taugate.inputs import load_inputs
 
         return load_inputs(args.inputs, model.n_in), f"file {args.inputs}"
     if args.random is not None:
         x = np.random.default_rng(1).standard_normal((1024, model.n_in)).astype(np.float32)
         return x, "standard normal (the calibration distribution)"
-    from taugate.data import load_dataset, require_features, rotated_split
+    from taugate.data import rotated_split
+    from taugate.inputs import load_checked, target_angle
 
     prov = model.manifest.get("provenance") or {}
     name = args.dataset or prov.get("dataset")
@@ -85,13 +92,8 @@ def _inputs(args, model):
         raise TauGateError(
             f"{args.model}: no dataset in its provenance; pass --inputs or --dataset"
         )
-    angle = (
-        args.angle
-        if args.angle is not None
-        else float(prov.get("target_angle", prov.get("angle", 0)))
-    )
-    ds = load_dataset(name, args.data_dir, quiet=True)
-    require_features(ds, model.n_in, name)
+    angle = args.angle if args.angle is not None else target_angle(prov)
+    ds = load_checked(name, args.data_dir, model.n_in, quiet=True)
     return rotated_split(ds, "test", angle)[:1024], f"{ds.name} test at {angle:g}°"
 
 

@@ -6,6 +6,17 @@ import argparse
 import math
 
 
+def add_command(sub, name: str, help: str, description: str, examples: str | None = None):
+    """A subcommand whose ``--help`` ends with its examples, printed as written."""
+    return sub.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def number(what: str):
     def parse(text: str) -> float:
         try:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
-
-from taugate.cli.common import add_data_args, int_at_least, nonneg_number, number
+from taugate.cli.common import add_command, add_data_args, int_at_least, nonneg_number, number
 
 EXAMPLES = """examples:
   taugate compile runs/demo/models/seed0/taugate.safetensors --out taugate.taugate
@@ -14,13 +12,13 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "compile",
         help="harden gates, fold gains, drop units that never fire: write NAME.taugate/",
         description="Compile a trained checkpoint (from `taugate reproduce` or `save_checkpoint`) "
         "into an artifact v1 that `taugate.runtime` runs without torch.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=EXAMPLES,
     )
     p.add_argument("model", metavar="MODEL", help="checkpoint .safetensors written by taugate")
     p.add_argument(

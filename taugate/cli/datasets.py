@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from taugate.cli.common import add_data_args
+from taugate.cli.common import add_command, add_data_args
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "datasets",
         help="list the data sets and load each to show its source and split",
         description="Load every known data set (downloads disabled) and print its source and split.",

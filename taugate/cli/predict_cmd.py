@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
-
-from taugate.cli.common import add_data_args, int_at_least, number
+from taugate.cli.common import add_command, add_data_args, int_at_least, number
 
 EXAMPLES = """examples:
   taugate predict m.taugate --input x.npy --output logits.npy --backend rowskip
@@ -13,14 +11,14 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "predict",
         help="logits for an .npy input, or accuracy and active shares on a data set",
         description="Run a compiled artifact with the torch-free runtime. Inputs: (N, features) or "
         "(N, H, W) float arrays; float64 / integer input is converted to float32; NaN or inf in "
         "the input is an error.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=EXAMPLES,
     )
     p.add_argument("model", metavar="MODEL", help="artifact directory NAME.taugate")
     src = p.add_mutually_exclusive_group(required=True)
@@ -45,14 +43,13 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-
     from taugate.errors import TauGateError
     from taugate.io import atomic_write_with
     from taugate.runtime import load
 
     model = load(args.model)
     if args.input:
-        from taugate.compile import load_inputs
+        from taugate.inputs import load_inputs
 
         if not args.output:
             raise TauGateError("--input needs --output Y.npy")
@@ -62,16 +59,12 @@ def run(args) -> int:
         print(f"wrote {args.output}: logits {logits.shape} ({args.backend})")
         _print_active(model, counts)
         return 0
-    from taugate.data import load_dataset, require_features, rotated_split
+    from taugate.data import rotated_split
+    from taugate.inputs import load_checked, target_angle
 
-    prov = model.manifest.get("provenance") or {}
-    angle = (
-        args.angle
-        if args.angle is not None
-        else float(prov.get("target_angle", prov.get("angle", 0.0)))
-    )
-    ds = load_dataset(args.dataset, args.data_dir)
-    require_features(ds, model.n_in, args.dataset)
+    prov = model.manifest.get("provenance")
+    angle = args.angle if args.angle is not None else target_angle(prov)
+    ds = load_checked(args.dataset, args.data_dir, model.n_in)
     x = rotated_split(ds, "test", angle)
     logits, counts = _batched(model, x, args)
     acc = float((logits.argmax(1) == ds.y_test).mean())

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 from taugate.cli.common import (
+    add_command,
     add_data_args,
     int_at_least,
     int_list,
@@ -28,14 +28,14 @@ def register(sub) -> None:
     from taugate.configs import ALL_METHODS, ReproduceConfig
 
     d = ReproduceConfig()
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "reproduce",
         help="foundation + all methods for N seeds: results.csv, tables, figure, models",
         description="Pretrain an MLP on a 50/50 mix of 0° and a rotated mode, freeze it, specialise "
         "it to the rotated mode with every method, and write results.csv, tables/, figures/, "
         "models/ and config.json.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=EXAMPLES,
     )
     p.add_argument("--dataset", default=d.dataset, help=f"data set name (default {d.dataset})")
     add_data_args(p)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from taugate.cli.common import add_data_args, int_at_least, int_list, name_list, number
+from taugate.cli.common import add_command, add_data_args, int_at_least, int_list, name_list, number
 
 EXAMPLES = """examples:
   taugate sweep --lambdas 0,1e-4,3e-4,1e-3,3e-3,1e-2,3e-2 --seeds 3 --dataset fashion-mnist --angle 45 --out runs/sweep
@@ -39,15 +39,15 @@ def register(sub) -> None:
     from taugate.bench.backends import ALL_BACKENDS
     from taugate.bench.sweep import DEFAULT_LAMBDAS
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "sweep",
         help="train TauGate across lambdas / widths, compile, and time every backend",
         description="Per seed and width one foundation (reused), then TauGate at each lambda, "
         "hardened and compiled; accuracy at 0° and the angle (soft, hard, compiled), active shares, "
         "and side-by-side timings of every backend at each batch size. Writes sweep.csv, "
         "sweep.json, summary.md and figures/; finished cells are kept, so a rerun resumes.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=EXAMPLES,
     )
     p.add_argument("--lambdas", type=lambda_list, default=DEFAULT_LAMBDAS)
     p.add_argument("--seeds", type=int_at_least("--seeds", 1), default=3)
