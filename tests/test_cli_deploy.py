@@ -177,3 +177,23 @@ def test_data_set_that_does_not_fit_the_model(tmp_path, capsys):
     assert main(["predict", str(path), "--dataset", "mnist"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "'mnist' is not available here (fell back to the 8x8 digits" in err
+
+
+def test_predict_command_never_imports_torch(tmp_path):
+    """Deployment needs only numpy + numba: the `predict` command (not just the runtime) must work
+    in a process that never loads torch."""
+    import subprocess
+    import sys
+
+    from taugate.runtime import random_model
+
+    art = random_model([784, 16, 10], 0.5).save(tmp_path / "r.taugate")
+    np.save(tmp_path / "x.npy", np.zeros((3, 784)))
+    code = (
+        "import sys; from taugate.cli import main; "
+        f"rc = main(['predict', {str(art)!r}, '--input', {str(tmp_path / 'x.npy')!r}, "
+        f"'--output', {str(tmp_path / 'y.npy')!r}]); "
+        "assert rc == 0 and 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert np.load(tmp_path / "y.npy").shape == (3, 10)
