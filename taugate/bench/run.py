@@ -7,7 +7,6 @@ cap that row skipping reached. Outputs of all backends are checked to agree befo
 
 from __future__ import annotations
 
-import itertools
 import os
 import platform
 import time
@@ -128,20 +127,18 @@ def _cycling_fns(model, inputs, batch, backends, module, threads):
     latency and work cap are averages over inputs, not one input's luck. Returns (fns, all inputs)."""
     n_variants = min(BATCH1_POOL, len(inputs)) if batch == 1 else 1
     x_all = batch_inputs(inputs, batch * n_variants)  # (n_variants * batch, n_in)
-    variants = []
-    for k in range(n_variants):
-        fns = make_fns(model, x_all[k * batch : (k + 1) * batch], backends, module, threads)
+    fns = make_fns(
+        model,
+        [x_all[k * batch : (k + 1) * batch] for k in range(n_variants)],
+        backends,
+        module,
+        threads,
+    )
+    for _ in range(n_variants):  # the backends cycle in lockstep: call k of each is input k
         # the trained module (torch-soft / torch-hard) is not the compiled function: compaction may
         # drop a unit that never fired on the calibration set; its accuracy is reported instead
         check_agreement({n: to_numpy(f()) for n, f in fns.items() if not n.startswith("torch-")})
-        variants.append(fns)
-    if n_variants == 1:
-        return variants[0], x_all
-    cycled = {}
-    for name in backends:
-        it = itertools.cycle([v[name] for v in variants])
-        cycled[name] = lambda it=it: next(it)()
-    return cycled, x_all
+    return fns, x_all
 
 
 def check_agreement(outs: dict[str, np.ndarray], atol: float = 1e-4) -> None:
