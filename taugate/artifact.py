@@ -250,6 +250,8 @@ def read_artifact(path) -> tuple[dict, dict[str, np.ndarray]]:
     """Read, verify (sha256, names, dtypes, shapes) and return ``(manifest, tensors)``."""
     from safetensors.numpy import load
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise TauGateError(f"artifact path must be a str or path, got {type(path).__name__}")
     p = Path(path)
     manifest = read_manifest(p)
     wpath = p / WEIGHTS

@@ -37,7 +37,8 @@ from taugate.artifact import (
 )
 from taugate.errors import TauGateError
 from taugate.kernels import rowskip
-from taugate.kernels.rowskip import forward, pack
+from taugate.kernels.rowskip import pack
+from taugate.kernels.rowskip import run as rowskip_run
 
 BACKENDS = ("dense", "compact", "rowskip")
 AUTO_ROWSKIP_MAX_BATCH = (
@@ -61,6 +62,7 @@ class CompiledModel:
         self.layers: list[dict] = manifest["layers"]
         L = len(self.layers)
         self.sizes: list[int] = [self.layers[0]["in"]] + [e["out"] for e in self.layers]
+        self._n_in = self.sizes[0]
         orig = manifest.get("original_layers", self.layers)
         self.original_sizes: list[int] = [orig[0]["in"]] + [e["out"] for e in orig]
         self.dense_macs = sum(e["in"] * e["out"] for e in orig)
@@ -71,7 +73,7 @@ class CompiledModel:
         self._packed = pack(weights, biases, self._taus)
         self._full = None  # uncompacted (W^T, b, thr) per layer, built on first dense call
         self._compact_arrays = None  # compacted (W^T, b, thr), contiguous, built on first call
-        self._last = None  # (backend, counts (B, L-1), input nonzeros (B,)) of the last call
+        self._last = None  # (backend, counts (B, L)) of the last call: input nonzeros, actives
         self._run = {"dense": self._dense, "compact": self._compact, "rowskip": self._rowskip}
 
     @classmethod
@@ -124,38 +126,50 @@ class CompiledModel:
         refused. Non-contiguous input is copied to C order. An empty batch, a wrong rank or feature
         count, and (with ``check_finite``, the default) NaN or inf in a row raise
         :class:`TauGateError`; with ``check_finite=False`` such rows give unspecified results.
-        ``backend``: one of :data:`BACKENDS`, or ``"auto"`` (row-skip for a batch of one, compact otherwise). ``threads``: Numba threads for this call (1 to
+        ``backend``: one of :data:`BACKENDS`, or ``"auto"`` (row-skip for a batch of one, compact
+        otherwise). ``threads``: Numba threads for this call (1 to
         ``numba.config.NUMBA_NUM_THREADS``; restored afterwards); numpy backends and the layer-0
         matmul of batched rowskip calls use BLAS's own threads. Batch-1 rowskip calls run on one
         thread (no hand-off overhead) unless ``threads`` > 1 is passed explicitly and the model
-        needs more than ``rowskip.PARALLEL_MIN_MACS`` multiply-adds per sample; then each layer is
-        split across ``threads``. Gate statistics of the call are in :attr:`last_stats`.
+        needs more than ``rowskip.PARALLEL_MIN_MACS`` multiply-adds per sample; then the layers
+        are split across ``threads``. Gate statistics of the call are in :attr:`last_stats`.
         """
         x = self._input(x)
+        if type(backend) is not str:
+            raise TauGateError(f"backend must be a string, got {type(backend).__name__}")
         if backend == "auto":  # where each wins on the measured CPUs: row-skip at batch 1 only
             backend = "rowskip" if x.shape[0] <= AUTO_ROWSKIP_MAX_BATCH else "compact"
+        n = None if threads is None else _check_threads(threads)
+        if backend == "rowskip" and x.shape[0] == 1 and not self._threaded_batch_one(n):
+            out, stats = rowskip_run(self._packed, x, False, check_finite, 1)  # the hot path
+            self._last = (backend, stats)
+            return out
         run = self._run.get(backend)
         if run is None:
             raise TauGateError(
                 f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)}, auto)"
             )
-        n = None if threads is None else _check_threads(threads)
-        serial = backend != "rowskip" or (x.shape[0] == 1 and not self._threaded_batch_one(n))
-        if n is None or serial or n == (previous := numba.get_num_threads()):
-            out, counts = run(x, check_finite, n)
+        if n is None or backend != "rowskip" or n == (previous := numba.get_num_threads()):
+            out, stats = run(x, check_finite, n)
         else:
             numba.set_num_threads(n)
             try:
-                out, counts = run(x, check_finite, n)
+                out, stats = run(x, check_finite, n)
             finally:
                 numba.set_num_threads(previous)
-        # input nonzeros per row, for the work cap: (B,); numpy's axis=1 path costs ~4 us, which
-        # would be a third of a small batch-1 call, so count a single row without it
-        nnz = np.array([np.count_nonzero(x)]) if x.shape[0] == 1 else np.count_nonzero(x, axis=1)
-        self._last = (backend, counts, nnz)
+        self._last = (backend, stats)
         return out
 
     def _input(self, x) -> np.ndarray:
+        if (
+            type(x) is np.ndarray
+            and x.dtype is _F32
+            and x.ndim == 2
+            and x.shape[1] == self._n_in
+            and x.shape[0]
+            and x.flags.c_contiguous
+        ):
+            return x  # already what every backend takes
         if type(x) is not np.ndarray:
             try:
                 x = np.asarray(x)
@@ -184,7 +198,8 @@ class CompiledModel:
         )
 
     def _rowskip(self, x, check_finite, threads=None):
-        return forward(self._packed, x, self._threaded_batch_one(threads), check_finite)
+        nth = numba.get_num_threads() if threads is None else threads
+        return rowskip_run(self._packed, x, self._threaded_batch_one(threads), check_finite, nth)
 
     def arrays(self, dense: bool = False) -> tuple[list, list, list]:
         """Per layer ``W^T`` (in, out), bias (out,) and, per hidden layer, the effective threshold
@@ -245,9 +260,10 @@ class CompiledModel:
         """
         if self._last is None:
             return None
-        backend, counts, nnz = self._last
+        backend, stats = self._last
+        counts = stats[:, 1:]  # (B, L-1) active units per hidden layer; stats[:, 0]: nonzero inputs
         s, widths = self.sizes, self.original_sizes[1:-1]
-        per_sample = nnz * s[1] + counts @ np.asarray(s[2:], np.int64)  # (B,)
+        per_sample = stats @ np.asarray(s[1:], np.int64)  # (B,) rows read x row length
         rowskip_macs = float(per_sample.mean())
         return {
             "backend": backend,
@@ -256,16 +272,17 @@ class CompiledModel:
             "active_counts": counts.T.tolist(),
             "dense_macs": int(self.dense_macs),
             "rowskip_macs": rowskip_macs,
-            "work_cap": self.dense_macs / rowskip_macs,
+            # an all-zero input to a one-layer model reads no row at all
+            "work_cap": self.dense_macs / rowskip_macs if rowskip_macs else float("inf"),
         }
 
     def warmup(self) -> float:
         """Compile (or load from the disk cache) every Numba path; return the seconds it took."""
         start = time.perf_counter()
         x = np.zeros((2, self.n_in), np.float32)
-        forward(self._packed, x[:1], parallel=False)
-        forward(self._packed, x[:1], parallel=True)
-        forward(self._packed, x)
+        rowskip_run(self._packed, x[:1], False, True, 1)
+        rowskip_run(self._packed, x[:1], True, True, 2)  # nth=2 compiles the threaded path
+        rowskip_run(self._packed, x, False, True, numba.get_num_threads())
         return time.perf_counter() - start
 
 
@@ -281,7 +298,8 @@ def _numpy_forward(x, mats, biases, thrs, check_finite):
 
 
 def _numpy_layers(x, mats, biases, thrs):
-    counts = np.empty((x.shape[0], len(thrs)), np.int64)
+    counts = np.empty((x.shape[0], len(thrs) + 1), np.int64)  # (B, L): input nonzeros, actives
+    counts[:, 0] = np.count_nonzero(x, axis=1)
     h = x
     for i, (m, b) in enumerate(zip(mats, biases, strict=True)):
         z = h @ m  # (B, out_i)
@@ -289,7 +307,7 @@ def _numpy_layers(x, mats, biases, thrs):
         if i < len(thrs):
             mask = z > thrs[i]
             z *= mask
-            counts[:, i] = np.count_nonzero(mask, axis=1)
+            counts[:, i + 1] = np.count_nonzero(mask, axis=1)
         h = z
     return h, counts
 
@@ -311,14 +329,18 @@ def random_model(sizes: list[int], active: float, seed: int = 0, calib=None) -> 
     ``max(-q, 0)``, so the unit fires exactly when ``W h > q`` -- any share in [0, 1] is reachable.
     """
     ok = isinstance(sizes, (list, tuple)) and len(sizes) >= 2
-    if not ok or not all(isinstance(s, (int, np.integer)) and s >= 1 for s in sizes):
+    integer = (int, np.integer)
+    if not ok or not all(isinstance(s, integer) and type(s) is not bool and s >= 1 for s in sizes):
         raise TauGateError(f"sizes must be a list of >= 2 positive integers, got {sizes!r}")
     if not isinstance(active, (int, float, np.floating)) or not 0.0 <= active <= 1.0:
         raise TauGateError(f"active must be a share between 0 and 1, got {active!r}")
     rng = np.random.default_rng(seed)
     if calib is None:
         calib = rng.standard_normal((512, sizes[0])).astype(np.float32)
-    calib = np.asarray(calib, dtype=np.float32)
+    try:
+        calib = np.asarray(calib, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise TauGateError(f"calib is not a numeric (N, {sizes[0]}) array: {e}") from None
     if calib.ndim != 2 or calib.shape[1] != sizes[0] or not len(calib):
         raise TauGateError(f"calib must have shape (N, {sizes[0]}) with N >= 1, got {calib.shape}")
     if not np.isfinite(calib).all():

@@ -129,7 +129,7 @@ def test_threaded_batch_one_path(model, x, monkeypatch):
     monkeypatch.setattr(rowskip, "PARALLEL_MIN_MACS", 0)  # every model counts as "big"
     calls = []
     real = rowskip._one_par
-    monkeypatch.setattr(rowskip, "_one_par", lambda *a: calls.append(a[-1]) or real(*a))
+    monkeypatch.setattr(rowskip, "_one_par", lambda *a: calls.append(a[6]) or real(*a))
     before = numba.get_num_threads()
     for threads in range(1, THREADS_MAX + 1):
         rows = np.concatenate([model.predict(r, threads=threads) for r in x])
@@ -268,3 +268,14 @@ def test_auto_backend_picks_rowskip_for_one_input_and_compact_for_batches():
     assert m.last_stats["backend"] == "rowskip"
     m.predict(x, backend="auto")
     assert m.last_stats["backend"] == "compact"
+
+
+def test_bad_api_arguments_are_clear_errors(model, x):
+    with pytest.raises(TauGateError, match="artifact path must be a str or path, got NoneType"):
+        load(None)
+    with pytest.raises(TauGateError, match="backend must be a string, got list"):
+        model.predict(x, backend=["rowskip"])
+    with pytest.raises(TauGateError, match="sizes must be a list of >= 2 positive integers"):
+        random_model([True, 4, 2], 0.5)
+    with pytest.raises(TauGateError, match=r"calib is not a numeric \(N, 2\) array"):
+        random_model([2, 4, 2], 0.5, calib=[[1, 2], [3]])

@@ -4,6 +4,7 @@ Importing this package first decides where Numba caches compiled code (see ``_ca
 """
 
 from taugate.kernels._cache import CACHE_ENABLED
-from taugate.kernels.rowskip import Packed, forward, pack
+from taugate.kernels.layout import Packed, pack
+from taugate.kernels.rowskip import forward
 
 __all__ = ["CACHE_ENABLED", "Packed", "forward", "pack"]

@@ -1,0 +1,154 @@
+"""Numba building blocks of the row-skipping forward pass (private; see :mod:`.rowskip`).
+
+Weights live in one flat float32 buffer ``p``; layer ``i``'s transposed weight ``WT`` (in, out) is
+``p[w_off + j * stride : w_off + j * stride + out]`` for input unit ``j``, with rows padded to
+``stride`` (a multiple of 16) by zeros, so every loop below runs over whole 16-float blocks and
+LLVM vectorises it without a scalar remainder. Biases are padded the same way.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from taugate.kernels._cache import CACHE_ENABLED
+
+# reassoc/contract let reductions vectorise; no nnan/ninf: thresholds may be +inf, NaN is checked
+FASTMATH = {"reassoc", "contract", "nsz"}
+ALIGN = 16  # floats per 64-byte cache line; every block and weight row starts aligned
+N_IN, N_OUT, W_OFF, STRIDE, B_OFF, T_OFF = range(6)  # columns of the (L, 6) layout table ``meta``
+
+
+def njit(parallel: bool = False):
+    """``numba.njit`` with the project's flags: cached on disk, fastmath as above, no GIL."""
+    flags = {"fastmath": FASTMATH, "boundscheck": False, "error_model": "numpy", "nogil": True}
+    return numba.njit(cache=CACHE_ENABLED, parallel=parallel, **flags)
+
+
+@njit()
+def width(meta):
+    """Scratch length that holds any layer's padded output and layer 0's input list."""
+    w = meta[0, N_IN]
+    for i in range(meta.shape[0]):
+        w = max(w, meta[i, STRIDE])
+    return w
+
+
+@njit()
+def collect_inputs(x, idx, vals):
+    """Nonzero features of x as (idx, vals) (zero features are skipped like shut units); returns
+    (count, finite). Branch-free: every feature is written, the count moves only past nonzeros."""
+    n = 0
+    probe = np.float32(0.0)
+    for k in range(x.shape[0]):
+        v = x[k]
+        idx[n] = k
+        vals[n] = v
+        n += v != 0.0
+        probe += v * np.float32(0.0)  # NaN iff some feature is NaN or inf
+    return n, probe == 0.0
+
+
+@njit()
+def finite(x):
+    probe = np.float32(0.0)
+    for k in range(x.shape[0]):
+        probe += x[k] * np.float32(0.0)
+    return probe == 0.0
+
+
+@njit()
+def load_bias(p, b_off, z, c0, c1):
+    """z[c0:c1] = b[c0:c1] (padding included)."""
+    for c in range(c0, c1):
+        z[c] = p[b_off + c]
+
+
+@njit()
+def axpy(p, w_off, stride, idx, vals, n, z, c0, c1):
+    """z[c0:c1] += sum_t vals[t] * WT[idx[t], c0:c1]; c0, c1 multiples of 16.
+
+    Eight rows per pass, so z is loaded and stored once per eight rows read; the rows are array
+    slices (not offsets into ``p``) so that LLVM vectorises the inner loop.
+    """
+    m = c1 - c0
+    zs = z[c0:c1]
+    o = w_off + c0
+    t = 0
+    while t + 8 <= n:
+        a0, a1 = o + idx[t] * stride, o + idx[t + 1] * stride
+        a2, a3 = o + idx[t + 2] * stride, o + idx[t + 3] * stride
+        a4, a5 = o + idx[t + 4] * stride, o + idx[t + 5] * stride
+        a6, a7 = o + idx[t + 6] * stride, o + idx[t + 7] * stride
+        r0, r1, r2, r3 = p[a0 : a0 + m], p[a1 : a1 + m], p[a2 : a2 + m], p[a3 : a3 + m]
+        r4, r5, r6, r7 = p[a4 : a4 + m], p[a5 : a5 + m], p[a6 : a6 + m], p[a7 : a7 + m]
+        v0, v1, v2, v3 = vals[t], vals[t + 1], vals[t + 2], vals[t + 3]
+        v4, v5, v6, v7 = vals[t + 4], vals[t + 5], vals[t + 6], vals[t + 7]
+        for c in range(m):
+            zs[c] += (v0 * r0[c] + v1 * r1[c] + v2 * r2[c] + v3 * r3[c]) + (
+                v4 * r4[c] + v5 * r5[c] + v6 * r6[c] + v7 * r7[c]
+            )
+        t += 8
+    while t + 2 <= n:
+        a0, a1 = o + idx[t] * stride, o + idx[t + 1] * stride
+        r0, r1 = p[a0 : a0 + m], p[a1 : a1 + m]
+        v0, v1 = vals[t], vals[t + 1]
+        for c in range(m):
+            zs[c] += v0 * r0[c] + v1 * r1[c]
+        t += 2
+    if t < n:
+        a0 = o + idx[t] * stride
+        r0 = p[a0 : a0 + m]
+        v0 = vals[t]
+        for c in range(m):
+            zs[c] += v0 * r0[c]
+
+
+@njit()
+def gate(p, t_off, c0, c1, z, idx, vals):
+    """Units j in [c0, c1) with z_j > thr_j (thr = max(tau, 0)) as (idx, vals); returns the count.
+    Branch-free like :func:`collect_inputs`; idx / vals need room for c1 - c0 entries."""
+    n = 0
+    for j in range(c0, c1):
+        v = z[j]
+        idx[n] = j
+        vals[n] = v
+        n += v > p[t_off + j]
+    return n
+
+
+@njit()
+def layers_from(p, meta, first, z, n, idx, vals, out, stats):
+    """Given the active list (idx, vals, n) of layer ``first - 1``, run layers ``first`` .. L-1:
+    each starts from its bias, adds the active rows, gates; the last one's sums are the logits."""
+    L = meta.shape[0]
+    for i in range(first, L):
+        s = meta[i, STRIDE]
+        load_bias(p, meta[i, B_OFF], z, 0, s)
+        axpy(p, meta[i, W_OFF], s, idx, vals, n, z, 0, s)
+        if i < L - 1:
+            n = gate(p, meta[i, T_OFF], 0, meta[i, N_OUT], z, idx, vals)
+            stats[i + 1] = n
+    for j in range(out.shape[0]):
+        out[j] = z[j]
+
+
+@njit()
+def one_sample(p, meta, x, out, stats, z, idx, vals, check):
+    """Whole forward pass of one sample, serially; stats = [input nonzeros, active per layer].
+    Returns 1 if ``check`` and x is not finite (nothing else is computed then), else 0."""
+    nz, ok = collect_inputs(x, idx, vals)
+    stats[0] = nz
+    if check and not ok:
+        return 1
+    s = meta[0, STRIDE]
+    load_bias(p, meta[0, B_OFF], z, 0, s)
+    axpy(p, meta[0, W_OFF], s, idx, vals, nz, z, 0, s)
+    if meta.shape[0] == 1:
+        for j in range(out.shape[0]):
+            out[j] = z[j]
+        return 0
+    n = gate(p, meta[0, T_OFF], 0, meta[0, N_OUT], z, idx, vals)
+    stats[1] = n
+    layers_from(p, meta, 1, z, n, idx, vals, out, stats)
+    return 0
