@@ -221,8 +221,12 @@ CACHE_SCRIPT = textwrap.dedent(
     from taugate.kernels import rowskip
     w, b = np.ones((4, 3), np.float32), np.zeros(4, np.float32)
     p = rowskip.pack([w, np.ones((2, 4), np.float32)], [b, np.zeros(2, np.float32)], [b, None])
-    rowskip.forward(p, np.ones((1, 3), np.float32), parallel=False)
-    print(json.dumps({"hits": sum(rowskip._one.stats.cache_hits.values())}))
+    x = np.ones((2, 3), np.float32)
+    rowskip.run(p, x[:1], False, True, 1)
+    rowskip.run(p, x[:1], True, True, 2)
+    rowskip.run(p, x, False, True, 2)
+    kernels = (rowskip._one, rowskip._one_par, rowskip._batch)
+    print(json.dumps({"hits": [sum(k.stats.cache_hits.values()) for k in kernels]}))
     """
 )
 
@@ -238,10 +242,11 @@ def test_second_process_loads_kernels_from_the_disk_cache(tmp_path):
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout.strip().splitlines()[-1])
 
-    assert run()["hits"] == 0  # fresh cache dir: compiled, then written
+    assert run()["hits"] == [0, 0, 0]  # fresh cache dir: compiled, then written
     index = [f for _, _, files in os.walk(tmp_path / "numba") for f in files if f.endswith(".nbi")]
-    assert any("_one" in f for f in index)
-    assert run()["hits"] == 1  # second process: loaded from disk
+    for name in ("_njit.one-", "_njit.one_par-", "_njit.batch-"):
+        assert any(name in f for f in index), (name, index)
+    assert run()["hits"] == [1, 1, 1]  # second process: every path loaded from disk
 
 
 @pytest.mark.parametrize("threads", THREADS)

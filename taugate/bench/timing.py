@@ -4,6 +4,12 @@ warm-up, so that machine noise hits all of them alike; results are ratios of med
 A *sample* is the mean time of ``inner`` back-to-back calls (``inner`` chosen per backend so that a
 sample lasts about ``sample_seconds``); each round takes one sample of every backend, in an order
 rotated from round to round.
+
+Before each sample the harness sleeps ``cooldown_seconds`` and makes ``lead_calls`` untimed calls.
+The pause lets the previous backend's idle worker threads (OpenMP, OpenBLAS, Numba) stop spinning
+and go to sleep, so they do not steal a core from the backend being timed; the untimed call wakes
+this backend's own workers, whose first wake-up on a virtual machine can take a millisecond. Each
+backend is thus timed in the steady state of back-to-back calls, undisturbed by the others.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ class TimingConfig:
     sample_seconds: float = 0.004  # target duration of one sample
     warmup_calls: int = 3  # untimed calls per backend before timing (after compilation)
     max_inner: int = 10_000  # cap on calls per sample
+    cooldown_seconds: float = 0.003  # pause before each sample: other backends' workers fall asleep
+    lead_calls: int = 1  # untimed calls right before each sample: this backend's workers wake up
 
     def __post_init__(self) -> None:
         if self.rounds < 3:
@@ -33,6 +41,8 @@ class TimingConfig:
             raise TauGateError(f"sample_seconds must be > 0, got {self.sample_seconds}")
         if self.warmup_calls < 1:
             raise TauGateError(f"warmup_calls must be >= 1, got {self.warmup_calls}")
+        if self.cooldown_seconds < 0 or self.lead_calls < 0:
+            raise TauGateError("cooldown_seconds and lead_calls must be >= 0")
 
 
 @dataclass
@@ -83,6 +93,10 @@ def time_interleaved(
         order = names[r % len(names) :] + names[: r % len(names)]  # rotate
         for name in order:
             fn, k = fns[name], inner[name]
+            if cfg.cooldown_seconds:
+                time.sleep(cfg.cooldown_seconds)
+            for _ in range(cfg.lead_calls):
+                fn()
             t0 = time.perf_counter()
             for _ in range(k):
                 fn()

@@ -2,7 +2,7 @@
 
 All weights, biases and thresholds of a model sit in one flat, 64-byte aligned float32 buffer, each
 layer's weight transposed (in, out) so that an input unit's outgoing weights are one contiguous
-row, padded with zeros to a multiple of 16 floats (see :mod:`taugate.kernels._blocks`).
+row, padded with zeros to a multiple of 16 floats (see :mod:`taugate.kernels._njit`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from taugate.errors import TauGateError
-from taugate.kernels._blocks import ALIGN, B_OFF, N_OUT, T_OFF
+from taugate.kernels._njit import ALIGN, B_OFF, N_OUT, T_OFF
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,4 +1,9 @@
-"""Numba building blocks of the row-skipping forward pass (private; see :mod:`.rowskip`).
+"""Every Numba function of the row-skipping forward pass (private; the public wrappers, which
+validate their inputs, are in :mod:`taugate.kernels.rowskip`).
+
+All of them live in this one file on purpose: Numba's disk cache notices a change only in the file
+that defines a cached function, not in the files of the functions it calls (numba/numba#1833), so
+a kernel split across files could silently run stale code after an edit.
 
 Weights live in one flat float32 buffer ``p``; layer ``i``'s transposed weight ``WT`` (in, out) is
 ``p[w_off + j * stride : w_off + j * stride + out]`` for input unit ``j``, with rows padded to
@@ -10,6 +15,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba import prange
 
 from taugate.kernels._cache import CACHE_ENABLED
 
@@ -152,3 +158,100 @@ def one_sample(p, meta, x, out, stats, z, idx, vals, check):
     stats[1] = n
     layers_from(p, meta, 1, z, n, idx, vals, out, stats)
     return 0
+
+
+# -- the three paths (entry points called by rowskip.run) ------------------------------------
+
+
+@njit()
+def one(p, meta, x2, out2, stats2, check):
+    """Batch-1 serial path: x (1, n_in), out (1, n_out), stats (1, L); 1 if x is not finite."""
+    w = width(meta)
+    z, idx, vals = np.empty(w, np.float32), np.empty(w, np.int32), np.empty(w, np.float32)
+    return one_sample(p, meta, x2[0], out2[0], stats2[0], z, idx, vals, check)
+
+
+@njit()
+def block(n, parts, t):
+    """Start of block ``t`` when splitting range(n), n a multiple of 16, into 16-aligned parts."""
+    return (t * (n // 16) // parts) * 16
+
+
+@njit(parallel=True)
+def one_par(p, meta, x2, out2, stats2, check, nth, layer_min):
+    """Batch-1 threaded path (see the module docstring): the arguments of :func:`one`, the thread
+    count and the work above which a layer after the first two is split across threads."""
+    x, out, stats = x2[0], out2[0], stats2[0]
+    L = meta.shape[0]
+    w = width(meta)
+    z, idx, vals = np.empty(w, np.float32), np.empty(w, np.int32), np.empty(w, np.float32)
+    nz, ok = collect_inputs(x, idx, vals)
+    stats[0] = nz
+    if check and not ok:
+        return 1
+    s0, n0 = meta[0, STRIDE], meta[0, N_OUT]
+    s1 = meta[1, STRIDE] if L > 1 else 16
+    part = np.zeros((nth, s1), np.float32)  # (threads, out_1): each thread's layer-1 sums
+    cnt = np.zeros(nth, np.int64)
+    for t in prange(nth):
+        c0, c1 = block(s0, nth, t), block(s0, nth, t + 1)
+        load_bias(p, meta[0, B_OFF], z, c0, c1)
+        axpy(p, meta[0, W_OFF], s0, idx, vals, nz, z, c0, c1)  # this thread's columns of z
+        hi = min(c1, n0)
+        if L > 1 and hi > c0:
+            li, lv = np.empty(hi - c0, np.int32), np.empty(hi - c0, np.float32)
+            k = gate(p, meta[0, T_OFF], c0, hi, z, li, lv)
+            cnt[t] = k
+            axpy(p, meta[1, W_OFF], s1, li, lv, k, part[t], 0, s1)
+    if L == 1:
+        for j in range(out.shape[0]):
+            out[j] = z[j]
+        return 0
+    stats[1] = cnt.sum()
+    i = 1
+    while True:  # z = bias + the threads' partial sums of layer i; gate; next layer
+        load_bias(p, meta[i, B_OFF], z, 0, meta[i, STRIDE])
+        for t in range(part.shape[0]):
+            for c in range(meta[i, STRIDE]):
+                z[c] += part[t, c]
+        if i == L - 1:
+            break
+        n = gate(p, meta[i, T_OFF], 0, meta[i, N_OUT], z, idx, vals)
+        stats[i + 1] = n
+        i += 1
+        s = meta[i, STRIDE]
+        if n * s < layer_min:  # too little work to share: finish serially
+            layers_from(p, meta, i, z, n, idx, vals, out, stats)
+            return 0
+        part = np.zeros((nth, s), np.float32)  # (threads, out_i)
+        for t in prange(nth):
+            lo, hi = t * n // nth, (t + 1) * n // nth
+            axpy(p, meta[i, W_OFF], s, idx[lo:hi], vals[lo:hi], hi - lo, part[t], 0, s)
+    for j in range(out.shape[0]):
+        out[j] = z[j]
+    return 0
+
+
+@njit(parallel=True)
+def batch(p, meta, x, z0, out, stats, bad, check, nth):
+    """Batched path: z0 = x @ W0.T + b0 (B, out_0) is given; chunks of samples run in parallel."""
+    B, L = x.shape[0], meta.shape[0]
+    chunks = min(B, 4 * nth)
+    w = width(meta)
+    for c in prange(chunks):
+        z, idx, vals = np.empty(w, np.float32), np.empty(w, np.int32), np.empty(w, np.float32)
+        for b in range(c * B // chunks, (c + 1) * B // chunks):
+            xb = x[b]
+            nz = 0
+            for k in range(xb.shape[0]):
+                nz += xb[k] != 0.0
+            stats[b, 0] = nz
+            if check and not finite(xb):
+                bad[b] = 1
+                continue
+            if L == 1:
+                out[b, :] = z0[b, :]
+                continue
+            n = gate(p, meta[0, T_OFF], 0, meta[0, N_OUT], z0[b], idx, vals)
+            stats[b, 1] = n
+            layers_from(p, meta, 1, z, n, idx, vals, out[b], stats[b])
