@@ -6,10 +6,15 @@ merge LoRA updates into their weights; measure on a calibration set of the targe
 hidden unit fires (nonzero output); remove units that fire on at most ``min_rate`` of the calibration
 inputs (default 0: only units that never fire) together with the matching columns of the next layer;
 check the compiled function against the hard-gated torch model and report accuracy before and after.
+Compilable: an ``nn.Sequential`` (e.g. ``MLP``; nested Sequentials flattened) of Linear / LoRALinear
+layers, each but the last followed by one ReLU or TauGate. Dropout and Identity anywhere and a leading
+Flatten are skipped (the eval-mode function); anything else is refused, naming module and position.
 """
 
 from __future__ import annotations
 
+import sys
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,6 +26,7 @@ from taugate.errors import TauGateError
 from taugate.inputs import load_checked, load_inputs, target_angle
 from taugate.nn.gate import TauGate
 from taugate.nn.lora import LoRALinear
+from taugate.nn.model import MLP, harden_
 
 
 @dataclass
@@ -48,32 +54,76 @@ class Extracted:
     extra: dict = field(default_factory=dict)
 
 
+def _is(mod: nn.Module, cls: type) -> bool:
+    """``mod`` is a ``cls`` that computes what ``cls`` computes (a subclass may not override forward)."""
+    return isinstance(mod, cls) and type(mod).forward is cls.forward
+
+
+def _children(seq: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
+    """(qualified name, module) in forward order; nested plain Sequentials are flattened."""
+    out = []
+    for name, mod in seq.named_children():
+        qual = f"{prefix}{name}"
+        if _is(mod, nn.Sequential) or _is(mod, MLP):
+            out += _children(mod, f"{qual}.")
+        else:
+            out.append((qual, mod))
+    return out
+
+
+def _layers(model: nn.Module) -> list[list]:
+    """[Linear or LoRALinear, the ReLU / TauGate after it or None] in forward order. Refuses every
+    structure the artifact cannot represent, naming the module and its position."""
+    if not (_is(model, nn.Sequential) or _is(model, MLP)):
+        raise TauGateError(
+            f"cannot compile a {type(model).__name__}: expected an nn.Sequential of Linear layers "
+            "each followed by one ReLU or TauGate (such as taugate.nn.MLP)"
+        )
+    pairs: list[list] = []
+    rule = "an artifact holds Linear layers each followed by one ReLU or TauGate, the last by none"
+    for pos, (name, mod) in enumerate(_children(model)):
+        at = f"module {name!r} ({type(mod).__name__}, position {pos})"
+        flat = _is(mod, nn.Flatten) and (mod.start_dim, mod.end_dim) == (1, -1)
+        if _is(mod, nn.Dropout) or _is(mod, nn.Identity) or (flat and not pairs):
+            continue  # identity in eval mode on (B, features) inputs
+        if _is(mod, nn.Linear) or (_is(mod, LoRALinear) and _is(mod.base, nn.Linear)):
+            if pairs and pairs[-1][1] is None:
+                raise TauGateError(f"cannot compile {at}: no ReLU / TauGate before it ({rule})")
+            pairs.append([mod, None])
+        elif _is(mod, nn.ReLU) or _is(mod, TauGate):
+            if not pairs or pairs[-1][1] is not None:
+                raise TauGateError(f"cannot compile {at}: it does not follow a Linear ({rule})")
+            width, n = getattr(mod, "width", None), pairs[-1][0].out_features
+            if width not in (None, n):
+                raise TauGateError(f"cannot compile {at}: width {width}, the Linear gives {n}")
+            pairs[-1][1] = mod
+        else:
+            raise TauGateError(f"cannot compile {at}: unsupported module ({rule})")
+    if not pairs:
+        raise TauGateError("model has no Linear layers to compile")
+    if pairs[-1][1] is not None:
+        raise TauGateError(
+            f"cannot compile: {type(pairs[-1][1]).__name__} after the last Linear "
+            "(the last layer of an artifact gives the logits, with no activation)"
+        )
+    return pairs
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().float().cpu().numpy().copy()
+
+
 def extract(model: nn.Module) -> Extracted:
     """Read the linear layers and gates of an ``MLP`` (any method) in forward order."""
     ws, bs, taus, gammas = [], [], [], []
-    mods = list(model.children()) if isinstance(model, nn.Sequential) else list(model.modules())
-    for k, mod in enumerate(mods):
-        if isinstance(mod, LoRALinear):
-            w, b = mod.merged_weight(), mod.base.bias
-        elif isinstance(mod, nn.Linear):
-            w, b = mod.weight, mod.bias
-        else:
-            continue
-        ws.append(w.detach().float().cpu().numpy().copy())  # (out, in)
-        bs.append(
-            b.detach().float().cpu().numpy().copy()
-            if b is not None
-            else np.zeros(w.shape[0], np.float32)
-        )
-        nxt = mods[k + 1] if k + 1 < len(mods) else None
-        if isinstance(nxt, TauGate):
-            taus.append(nxt.tau.detach().float().cpu().numpy().copy() if nxt.gated else None)
-            gammas.append(nxt.gamma.detach().float().cpu().numpy().copy())
-        else:
-            taus.append(None)
-            gammas.append(None)
-    if not ws:
-        raise TauGateError("model has no Linear layers to compile")
+    for lin, act in _layers(model):
+        w = lin.merged_weight() if isinstance(lin, LoRALinear) else lin.weight
+        b = lin.base.bias if isinstance(lin, LoRALinear) else lin.bias
+        ws.append(_np(w))  # (out, in)
+        bs.append(_np(b) if b is not None else np.zeros(w.shape[0], np.float32))
+        gate = act if isinstance(act, TauGate) else None
+        taus.append(_np(gate.tau) if gate is not None and gate.gated else None)
+        gammas.append(_np(gate.gamma) if gate is not None else None)
     return Extracted(ws, bs, taus, gammas)
 
 
@@ -142,6 +192,23 @@ def to_artifact_arrays(ex: Extracted) -> tuple[list[dict], dict[str, np.ndarray]
     return layers, tensors
 
 
+def check_inputs(x, n_in: int, what: str) -> np.ndarray:
+    """``x`` as a (N >= 1, n_in) array of finite real numbers, else an error naming ``what`` and
+    the first bad row."""
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[1] != n_in or len(x) == 0:
+        raise TauGateError(f"{what} must be (N >= 1, {n_in}), got {tuple(x.shape)}")
+    if x.dtype.kind not in "biuf":
+        raise TauGateError(f"{what} must be real numbers, got dtype {x.dtype}")
+    bad = ~np.isfinite(x).all(axis=1)  # (N,)
+    if bad.any():
+        raise TauGateError(
+            f"{what} row {int(np.argmax(bad))} contains NaN or inf ({int(bad.sum())} of {len(x)} "
+            "rows); inputs must be finite"
+        )
+    return x
+
+
 def compile_model(
     model: nn.Module,
     calib_x: np.ndarray,
@@ -153,8 +220,13 @@ def compile_model(
     cfg = cfg or CompileConfig()
     ex = extract(model)
     n_in = ex.weights[0].shape[1]
-    if calib_x.ndim != 2 or calib_x.shape[1] != n_in or len(calib_x) == 0:
-        raise TauGateError(f"calibration data must be (N >= 1, {n_in}), got {tuple(calib_x.shape)}")
+    calib_x = check_inputs(calib_x, n_in, "calibration data")
+    if eval_x is not None:
+        eval_x = check_inputs(eval_x, n_in, "evaluation data")
+        if eval_y is not None and np.shape(eval_y) != (len(eval_x),):
+            raise TauGateError(
+                f"evaluation labels must be ({len(eval_x)},), got {np.shape(eval_y)}"
+            )
     folded = fold_gains(ex)
     rates = firing_rates(folded, calib_x)
     original = [int(w.shape[0]) for w in folded.weights[:-1]]
@@ -184,15 +256,18 @@ def compile_model(
 def _check(
     model: nn.Module, layers: list[dict], tensors: dict, x: np.ndarray, y: np.ndarray | None
 ) -> dict:
-    """Accuracy of the hard-gated torch model and of the compiled arrays (float32 runtime)."""
-    from taugate.nn.model import harden_
+    """Accuracy of the hard-gated torch model (eval mode) and of the compiled arrays (float32)."""
     from taugate.runtime import CompiledModel
 
-    harden_(model, True)
+    hard = {g: g.hard for g in model.modules() if isinstance(g, TauGate)}
+    training = model.training
+    harden_(model.eval(), True)
     try:
         ref = model(torch.from_numpy(np.require(x, np.float32, ["C", "W"]))).numpy()  # (N, C)
     finally:
-        harden_(model, False)
+        for g, h in hard.items():
+            g.hard = h
+        model.train(training)
     out = CompiledModel.from_arrays(layers, tensors).predict(x, backend="compact")  # (N, C)
     scale = max(1.0, float(np.abs(ref).max()))
     res = {"max_abs_diff_vs_torch": float(np.abs(out - ref).max()), "logit_scale": scale}
@@ -201,6 +276,37 @@ def _check(
         res["accuracy_after"] = float((out.argmax(1) == y).mean())
         res["eval_size"] = int(len(y))
     return res
+
+
+def check_destination(out: str | Path) -> Path:
+    """Refuse, before any work, an ``out`` that ``write_artifact`` would refuse: an existing path
+    that is not an artifact directory, or a location where no directory can be written."""
+    from taugate.artifact import MANIFEST, WEIGHTS
+
+    p = Path(out)
+    if p.exists() and not (p.is_dir() and {c.name for c in p.iterdir()} <= {MANIFEST, WEIGHTS}):
+        raise TauGateError(f"{p} exists and is not a TauGate artifact; refusing to overwrite it")
+    base = p.absolute().parent
+    while not base.exists() and base != base.parent:  # write_artifact creates missing parents
+        base = base.parent
+    try:
+        if not base.is_dir():
+            raise NotADirectoryError("it is not a directory")
+        tempfile.TemporaryDirectory(dir=base, prefix=f".{p.name}.").cleanup()
+    except OSError as e:
+        why = e.strerror or e
+        raise TauGateError(f"cannot write artifact {p}: {base} is not writable ({why})") from None
+    return p
+
+
+def _sample(ds, split: str, angle: float, size: int | None, rng=None):
+    """``size`` images of a loaded data set's split at ``angle`` (a sorted random sample with ``rng``,
+    else the first ones), their labels and a JSON-able description."""
+    from taugate.data import rotated_split
+
+    x, y = rotated_split(ds, split, angle), ds.y_train if split == "train" else ds.y_test
+    idx = np.arange(len(x))[:size] if rng is None else np.sort(rng.permutation(len(x))[:size])
+    return x[idx], y[idx], {**ds.provenance(), "angle": angle, "split": split, "size": len(idx)}
 
 
 def compile_checkpoint(
@@ -212,55 +318,70 @@ def compile_checkpoint(
     angle: float | None = None,
     data_dir: str | None = None,
     eval_size: int | None = None,
+    evaluate: bool = True,
     cfg: CompileConfig | None = None,
     quiet: bool = False,
 ) -> dict:
     """The ``taugate compile`` pipeline: checkpoint -> artifact directory. Returns the manifest
-    extras (``compile`` report, ``kept_units``, ``provenance``).
+    extras (``compile`` report, ``kept_units``, ``provenance``). ``out`` is checked first.
 
     Calibration inputs: ``calib_data`` names a data set (default: the checkpoint's own) whose train
-    split, rotated to ``angle`` (default: the mode the model was specialised to), is sampled
-    (``calib_size`` images, seed 0); or it is a path to an ``.npy`` array. Accuracy before / after is
-    measured on that data set's test split at the same angle (``eval_size`` first images).
+    split at ``angle`` (default: the model's target mode) is sampled (``calib_size`` images, seed 0),
+    or is an ``.npy`` file (first ``calib_size`` rows; all rows must be finite). Unless ``evaluate``
+    is False, accuracy before / after is measured on the first ``eval_size`` test images at ``angle``
+    of the checkpoint's data set (else the named ``calib_data``); if those cannot be loaded, a
+    warning on stderr and ``compile.evaluation.skipped`` say why. ``quiet`` silences data fallbacks.
     """
     from taugate.artifact import write_artifact
     from taugate.nn.checkpoint import load_checkpoint
 
     if calib_size < 1:
         raise TauGateError(f"--calib-size must be >= 1, got {calib_size}")
+    check_destination(out)
     model, meta = load_checkpoint(checkpoint)
     n_in = int(meta["sizes"][0])
     prov = dict(meta.get("provenance") or {})
     angle = target_angle(prov) if angle is None else float(angle)
-    eval_x = eval_y = None
-    if calib_data is not None and calib_data.endswith(".npy"):
-        calib_x = load_inputs(calib_data, n_in)[:calib_size]
+    loaded: dict = {}  # name -> Dataset: each data set is loaded (or falls back) once
+
+    def load(name: str):
+        if name not in loaded:
+            loaded[name] = load_checked(name, data_dir, n_in, quiet)
+        return loaded[name]
+
+    from_file = calib_data is not None and calib_data.endswith(".npy")
+    if from_file:
+        calib_x = check_inputs(
+            load_inputs(calib_data, n_in), n_in, f"calibration file {calib_data}"
+        )
+        calib_x = calib_x[:calib_size]
         calib_desc = {"file": str(calib_data), "size": int(len(calib_x))}
     else:
         name = calib_data or prov.get("dataset")
         if not name:
             raise TauGateError(f"{checkpoint}: no dataset in its provenance; pass --calib-data")
-        from taugate.data import rotated_split
-
-        ds = load_checked(name, data_dir, n_in, quiet)
-        xtr = rotated_split(ds, "train", angle)
-        idx = np.sort(np.random.default_rng(0).permutation(len(xtr))[:calib_size])
-        calib_x = xtr[idx]
-        eval_x = rotated_split(ds, "test", angle)[:eval_size]
-        eval_y = ds.y_test[: len(eval_x)]
-        calib_desc = {
-            **ds.provenance(),
-            "angle": angle,
-            "split": "train",
-            "size": int(len(calib_x)),
-        }
+        rng = np.random.default_rng(0)
+        calib_x, _, calib_desc = _sample(load(name), "train", angle, calib_size, rng)
+    eval_x = eval_y = None
+    eval_name = prov.get("dataset") or (None if from_file else calib_data)
+    evaluation = {"skipped": f"{checkpoint} has no dataset in its provenance"}
+    if not evaluate:
+        evaluation = {"skipped": "turned off (--no-eval)"}
+    elif eval_name:
+        try:
+            eval_x, eval_y, evaluation = _sample(load(eval_name), "test", angle, eval_size)
+        except TauGateError as e:
+            evaluation = {"skipped": str(e)}
+    if evaluate and eval_x is None:
+        why = evaluation["skipped"]
+        print(f"taugate: warning: accuracy before/after not measured: {why}", file=sys.stderr)
     layers, tensors, info = compile_model(model, calib_x, cfg, eval_x, eval_y)
-    report = {**info["report"], "calibration": calib_desc, "checkpoint": str(checkpoint)}
+    report = {**info["report"], "calibration": calib_desc, "evaluation": evaluation}
     extra = {
         "kept_units": info["kept_units"],
         "original_layers": info["original_layers"],
         "provenance": {**prov, "method": meta["method"], "sizes": meta["sizes"]},
-        "compile": report,
+        "compile": {**report, "checkpoint": str(checkpoint)},
     }
     write_artifact(out, layers, tensors, extra)
     return extra

@@ -24,21 +24,72 @@ def target_angle(provenance: dict | None) -> float:
 
 
 def load_inputs(path: str | Path, n_in: int) -> np.ndarray:
-    """Inputs from an ``.npy`` file: (N, n_in) or images (N, H, W) with H*W == n_in."""
+    """Inputs (N, n_in) float32 from an ``.npy`` file, or an ``.npz`` holding exactly one array.
+
+    Same rules as ``CompiledModel.predict``: (N, n_in) rows, a 1-D (n_in,) vector is one row, and
+    images (N, H, W) with H*W == n_in are flattened; float, integer and bool values are converted
+    to float32; complex, datetime / timedelta, object, string and structured arrays are refused.
+    NaN or inf (also a value too large for float32) is an error naming the row of the file.
+    """
     p = Path(path)
+    x = _load_array(p)
+    if x.dtype.kind not in "fiub":
+        raise TauGateError(f"{p}: dtype {x.dtype} is not supported (need real numbers)")
+    if x.ndim == 1:
+        x = x.reshape(1, -1)  # (n_in,) -> (1, n_in)
+    elif x.ndim == 3:
+        x = x.reshape(x.shape[0], x.shape[1] * x.shape[2])  # (N, H, W) -> (N, H*W)
+    if x.ndim != 2 or x.shape[1] != n_in:
+        raise TauGateError(
+            f"{p}: expected shape (N, {n_in}), got {tuple(x.shape)} (also accepted: one row "
+            f"({n_in},), or images (N, H, W) with H*W == {n_in})"
+        )
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 -> inf, refused below
+        x = np.ascontiguousarray(x, np.float32)
+    ok = np.isfinite(x).all(axis=1)  # (N,)
+    if not ok.all():
+        row = int(np.flatnonzero(~ok)[0])
+        raise TauGateError(
+            f"{p}: NaN or inf at row {row} (of {len(x)}; values beyond float32 count as inf)"
+        )
+    return x
+
+
+def _load_array(p: Path) -> np.ndarray:
+    """The array in an ``.npy`` file, or the only array in an ``.npz`` file."""
     try:
-        x = np.load(p, allow_pickle=False)
+        loaded = np.load(p, allow_pickle=False)
     except FileNotFoundError:
         raise TauGateError(f"input file {p} does not exist") from None
-    except (ValueError, OSError) as e:
-        raise TauGateError(f"{p}: not a numpy .npy array ({e})") from None
-    if x.ndim == 3:
-        x = x.reshape(len(x), -1)  # (N, H, W) -> (N, H*W)
-    if x.ndim != 2 or x.shape[1] != n_in:
-        raise TauGateError(f"{p}: expected shape (N, {n_in}), got {tuple(x.shape)}")
-    if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
-        raise TauGateError(f"{p}: expected real numbers, got dtype {x.dtype}")
-    return np.ascontiguousarray(x, np.float32)
+    except IsADirectoryError:
+        raise TauGateError(
+            f"input file {p} is a directory; expected an .npy or .npz file"
+        ) from None
+    except (ValueError, OSError, EOFError) as e:
+        raise _unreadable(p, e) from None
+    if isinstance(loaded, np.ndarray):
+        return loaded
+    with loaded:  # NpzFile
+        names = list(loaded.files)
+        if len(names) != 1:
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            raise TauGateError(
+                f"{p}: an .npz input must hold exactly one array, found {len(names)}"
+                + (f" ({shown})" if names else "")
+            )
+        try:
+            return loaded[names[0]]
+        except (ValueError, OSError, EOFError) as e:
+            raise _unreadable(p, e) from None
+
+
+def _unreadable(p: Path, e: Exception) -> TauGateError:
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if text.startswith("Object arrays cannot be loaded"):  # never unpickled
+        return TauGateError(f"{p}: dtype object is not supported (need real numbers)")
+    if "pickled" in text:
+        text = "it holds pickled data, which is never loaded"
+    return TauGateError(f"{p}: not a numpy .npy / .npz array ({text})")
 
 
 def load_checked(name: str, data_dir, n_in: int, quiet: bool = False):

@@ -1,9 +1,15 @@
-"""Atomic file writes: a reader never sees a half-written file (temp file in the same dir + os.replace)."""
+"""Atomic file writes: a reader never sees a half-written file (temp file in the same dir + os.replace).
+
+The writers write through a symlink to its target, and refuse an existing path that is not a
+regular file (a directory, FIFO, device or socket is never replaced by a regular file).
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -16,11 +22,71 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
     p = Path(path)
     try:
         p.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=p, prefix=".probe-")
+    except OSError as e:
+        raise TauGateError(
+            f"cannot create output directory {p} (not writable): {_why_no_dir(p, e)}"
+        ) from None
+    _probe(p, f"output directory {p} is not writable")
+    return p
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """Fail fast, before any expensive work, when the atomic writers could not write ``path``:
+    a directory or special file there, or a folder that cannot be created or written. Creates
+    nothing. Returns the file that would be written (a symlink resolved to its target)."""
+    target = _target(path)
+    d = target.parent
+    for q in (d, *d.parents):  # the nearest folder that exists
+        if os.path.exists(q):
+            break
+    if not q.is_dir():
+        raise TauGateError(f"cannot write {path} (not writable): {q} is not a directory")
+    if q == d:
+        _probe(d, f"output directory {d} is not writable")
+    else:
+        _probe(q, f"cannot create output directory {d}: {q} is not writable")
+    return target
+
+
+def _why_no_dir(p: Path, e: OSError) -> str:
+    """Why ``p`` could not be created: a path component that is a file, else the OS's reason."""
+    for q in (p, *p.parents):
+        if os.path.exists(q):
+            if not q.is_dir():
+                return "a file of that name exists" if q == p else f"{q} is not a directory"
+            break
+    return e.strerror or str(e)
+
+
+def _probe(d: Path, message: str) -> None:
+    """Create and remove a temp file in ``d``; raise ``message: <reason>`` when that fails."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=d, prefix=".probe-")
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise TauGateError(f"output directory {p} is not writable: {e.strerror or e}") from None
+        raise TauGateError(f"{message}: cannot create a file there ({e.strerror or e})") from None
+
+
+def _target(path: str | os.PathLike) -> Path:
+    """The regular file to (re)place for ``path``: a symlink is followed to its target; an existing
+    directory, FIFO, device or socket is refused."""
+    p = Path(path)
+    if p.is_symlink():
+        p = Path(os.path.realpath(p))  # write through the link, like open(path, "w")
+    try:
+        mode = os.stat(p).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return p  # a new file (or a dangling link's target); its folder is checked by the caller
+    except OSError as e:  # a symlink loop, a file used as a folder, ...
+        raise TauGateError(f"cannot write {path}: {e.strerror or e}") from None
+    if stat.S_ISDIR(mode):
+        raise TauGateError(f"output path {path} is a directory; give a file name")
+    if not stat.S_ISREG(mode):
+        raise TauGateError(
+            f"output path {path} exists and is not a regular file (a FIFO, device or socket); "
+            "refusing to replace it"
+        )
     return p
 
 
@@ -32,20 +98,22 @@ def _file_mode() -> int:
 
 
 def atomic_write_with(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` then move the temp file onto ``path`` in one step."""
-    p = Path(path)
-    ensure_writable_dir(p.parent)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    """Call ``write(tmp_path)`` then move the temp file onto ``path`` in one step.
+
+    ``path`` may be a symlink (its target is replaced) but not a directory or special file."""
+    target = _target(path)
+    ensure_writable_dir(target.parent)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
         os.chmod(tmp, _file_mode())
-        os.replace(tmp, p)
+        os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return p
+    return Path(path)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -60,5 +128,18 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_safe(obj):
+    """``obj`` with every NaN / inf float (in nested dicts, lists, tuples) replaced by ``None``."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(path: str | os.PathLike, obj) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """Strict JSON (RFC 8259): NaN and inf are written as ``null``."""
+    text = json.dumps(json_safe(obj), indent=2, sort_keys=False, allow_nan=False)
+    return atomic_write_text(path, text + "\n")

@@ -7,6 +7,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from torch import nn
 
 from taugate.compile import CompileConfig, compile_model
 from taugate.errors import TauGateError
@@ -166,3 +167,87 @@ def test_manifest_records_provenance(tmp_path):
     assert rep["calibration"]["angle"] == 30.0 and rep["calibration"]["size"] == 100
     assert rep["accuracy_before"] == pytest.approx(rep["accuracy_after"], abs=0.01)
     assert load(tmp_path / "m.taugate").n_in == 64
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_calibration_and_evaluation_data_are_refused(bad):
+    model = _perturbed([10, 8, 3], "taugate")
+    x = np.random.default_rng(0).normal(size=(20, 10)).astype(np.float32)
+    x[4, 7] = x[9, 0] = bad
+    with pytest.raises(TauGateError, match=r"calibration data row 4 contains NaN or inf \(2 of 20"):
+        compile_model(model, x)
+    good = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    with pytest.raises(TauGateError, match=r"evaluation data row 4 contains NaN or inf"):
+        compile_model(model, good, eval_x=x, eval_y=np.zeros(20, np.int64))
+
+
+class _Wrapper(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+
+    def forward(self, x):
+        return self.body(x) * 2
+
+
+class _LeakyReLU(nn.ReLU):
+    def forward(self, x):
+        return torch.nn.functional.leaky_relu(x, 0.1)
+
+
+def _gate(width):
+    from taugate.nn.gate import TauGate
+
+    return TauGate(width)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3)),
+         r"module '1' \(Tanh, position 1\): unsupported module"),
+        (lambda: nn.Sequential(nn.Linear(5, 4), nn.LeakyReLU(), nn.Linear(4, 3)),
+         r"module '1' \(LeakyReLU, position 1\)"),
+        (lambda: nn.Sequential(nn.Linear(5, 4), _LeakyReLU(), nn.Linear(4, 3)),
+         r"module '1' \(_LeakyReLU, position 1\)"),
+        (lambda: nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 3)),
+         r"module '1' \(BatchNorm1d, position 1\)"),
+        (lambda: nn.Sequential(nn.Linear(5, 4), nn.Linear(4, 3)),
+         r"module '1' \(Linear, position 1\): no ReLU / TauGate before it"),
+        (lambda: nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.ReLU(), nn.Linear(4, 3)),
+         r"module '2' \(ReLU, position 2\): it does not follow a Linear"),
+        (lambda: nn.Sequential(nn.ReLU(), nn.Linear(5, 3)), r"module '0' \(ReLU, position 0\)"),
+        (lambda: nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3), nn.ReLU()),
+         r"ReLU after the last Linear"),
+        (lambda: nn.Sequential(nn.Linear(5, 4), _gate(1), nn.Linear(4, 3)),
+         r"module '1' \(TauGate, position 1\): width 1, the Linear gives 4"),
+        (lambda: nn.Sequential(nn.Sequential(nn.Linear(5, 4), nn.Sigmoid()), nn.Linear(4, 3)),
+         r"module '0.1' \(Sigmoid, position 1\)"),
+        (lambda: nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Flatten(), nn.Linear(4, 3)),
+         r"module '2' \(Flatten, position 2\)"),
+        (_Wrapper, r"cannot compile a _Wrapper: expected an nn.Sequential"),
+        (lambda: nn.Sequential(nn.Dropout()), "model has no Linear layers"),
+    ],
+)  # fmt: skip
+def test_structures_the_artifact_cannot_represent_are_refused(make, message):
+    x = np.random.default_rng(0).normal(size=(8, 5)).astype(np.float32)
+    with pytest.raises(TauGateError, match=message):
+        compile_model(make().eval(), x)
+
+
+def test_dropout_identity_flatten_and_nesting_compile_to_the_eval_function():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Flatten(), nn.Identity(),
+        nn.Sequential(nn.Linear(6, 5), nn.Dropout(0.5), _gate(5)), nn.Dropout(0.3),
+        nn.Linear(5, 4), nn.ReLU(inplace=True), nn.Linear(4, 3), nn.Dropout(0.5),
+    )  # fmt: skip
+    model.train()
+    x = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
+    y = np.zeros(40, np.int64)
+    layers, tensors, info = compile_model(model, x, CompileConfig(compact=False), x, y)
+    assert model.training and not gates(model)[0][1].hard  # modes restored after the check
+    assert [e["gated"] for e in layers] == [True, False, False]
+    assert info["report"]["max_abs_diff_vs_torch"] < 1e-4
+    model.eval()
+    _close(CompiledModel.from_arrays(layers, tensors).predict(x), _torch_hard(model, x))

@@ -49,6 +49,19 @@ def _register_optional(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows up here rather than at interpreter exit
+    except BrokenPipeError:
+        # the reader of stdout went away (`taugate predict ... | head -1`): stop quietly, as the
+        # Python docs recommend (docs.python.org/3/library/signal.html#note-on-sigpipe)
+        _stdout_to_devnull()
+        return 1
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in ("bench", "sweep"):
@@ -63,6 +76,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("taugate: interrupted; files already written are complete", file=sys.stderr)
         return 130
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout's descriptor at devnull so the exit-time flush cannot raise again."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by a test harness: nothing to do
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from taugate.cli.common import (
     add_command,
     add_data_args,
@@ -41,11 +43,14 @@ def register(sub) -> None:
     p.add_argument(
         "--active",
         type=float_list("--active"),
-        default=(0.2,),
         metavar="P[,P...]",
         help="target active share(s) of each hidden layer with --random (default 0.2)",
     )
-    p.add_argument("--hidden-layers", type=int_at_least("--hidden-layers", 1), default=2)
+    p.add_argument(
+        "--hidden-layers",
+        type=int_at_least("--hidden-layers", 1),
+        help="hidden layers of the --random models (default 2)",
+    )
     p.add_argument("--batch-sizes", type=int_list("--batch-sizes"), default=(1, 8, 64, 256))
     p.add_argument(
         "--backends",
@@ -57,16 +62,29 @@ def register(sub) -> None:
         "--threads", type=int_at_least("--threads", 1), help="threads for Numba, torch, BLAS"
     )
     p.add_argument(
-        "--inputs", metavar="X.npy", help="inputs to time with (default: the model's test data)"
+        "--inputs",
+        metavar="X.npy",
+        help="inputs to time with: .npy, or .npz with one array; (N, features), (features,) or "
+        "(N, H, W); same dtype rules as predict (default: the model's test data; with --random: "
+        "standard normal)",
     )
-    p.add_argument("--dataset", help="data set for the inputs (default: the model's own)")
     p.add_argument(
-        "--angle", type=number("--angle"), help="mode of the inputs (default: the model's)"
+        "--dataset", help="data set for the inputs (MODEL only; default: the model's own)"
+    )
+    p.add_argument(
+        "--angle",
+        type=number("--angle"),
+        help="mode of the --dataset inputs (MODEL only; default: the model's)",
     )
     p.add_argument(
         "--rounds", type=int_at_least("--rounds", 3), default=21, help="timing samples per backend"
     )
-    p.add_argument("--json", metavar="FILE", help="write rows and machine info as JSON")
+    p.add_argument(
+        "--json",
+        metavar="FILE",
+        help="write rows and machine info as strict JSON (missing ratios are null); the path is "
+        "checked before timing",
+    )
     add_data_args(p)
     p.set_defaults(func=run)
 
@@ -97,27 +115,60 @@ def _inputs(args, model):
     return rotated_split(ds, "test", angle)[:1024], f"{ds.name} test at {angle:g}°"
 
 
+def _check_flags(args) -> None:
+    """Refuse flags that the chosen model source or input source would silently ignore."""
+    from taugate.errors import TauGateError
+
+    if (args.model is None) == (args.random is None):
+        raise TauGateError("give either MODEL or --random WIDTH")
+    data_flags = (
+        ("--dataset", args.dataset),
+        ("--angle", args.angle),
+        ("--data-dir", args.data_dir),
+    )
+    if args.random is not None:
+        for flag, value in data_flags:
+            if value is not None:
+                raise TauGateError(
+                    f"{flag} does not apply to --random models (they are timed on standard "
+                    "normal inputs, or on --inputs X.npy)"
+                )
+    else:
+        for flag, value in (("--active", args.active), ("--hidden-layers", args.hidden_layers)):
+            if value is not None:
+                raise TauGateError(f"{flag} applies to --random only, not to MODEL")
+    if args.inputs is not None:
+        for flag, value in data_flags:
+            if value is not None:
+                raise TauGateError(f"{flag} does not apply with --inputs (the file is the input)")
+
+
 def _models(args):
     """(description, model) pairs: one artifact, or every --random width x --active share."""
     from taugate.errors import TauGateError
     from taugate.runtime import load, random_model
 
-    if (args.model is None) == (args.random is None):
-        raise TauGateError("give either MODEL or --random WIDTH")
     if args.model is not None:
         m = load(args.model)
         sizes = f"{'-'.join(map(str, m.original_sizes))} -> {'-'.join(map(str, m.sizes))}"
         return [(f"{args.model} ({sizes})", {}, m)]
     out = []
-    for a in args.active:
+    active = args.active or (0.2,)
+    for a in active:
         if not 0 <= a <= 1:
             raise TauGateError(f"--active must be a share in [0, 1], got {a:g}")
     for w in args.random:
-        for a in args.active:
-            sizes = [784] + [w] * args.hidden_layers + [10]
+        for a in active:
+            sizes = [784] + [w] * (args.hidden_layers or 2) + [10]
             what = f"random {'-'.join(map(str, sizes))}, target active {a:g}"
             out.append((what, {"width": w, "target_active": a}, random_model(sizes, a, seed=0)))
     return out
+
+
+def _fmt(v, width: int, spec: str, unit: str = "", scale: float = 1.0) -> str:
+    """``v`` formatted to ``width`` characters; ``-`` when it is missing (NaN: no torch / dense)."""
+    text = "-" if v is None or not math.isfinite(v) else f"{scale * v:{spec}}{unit}"
+    return text.rjust(width)
 
 
 def _print_rows(rows) -> None:
@@ -126,21 +177,25 @@ def _print_rows(rows) -> None:
     for r in rows:
         iqr = 1e3 * (r["p75_ms"] - r["p25_ms"])
         cap = (
-            f"{r['work_cap']:6.2f} {100 * r['cap_share']:6.0f}%"
+            f"{_fmt(r['work_cap'], 6, '.2f')} {_fmt(r['cap_share'], 7, '.0f', '%', 100)}"
             if r["backend"] == "rowskip"
             else " " * 14
         )
         print(f"{r['backend']:13s} {r['batch']:5d} {1e3 * r['median_ms']:10.1f} {iqr:9.1f} "
-              f"{r['speedup_vs_torch']:7.2f}x {r['speedup_vs_dense']:7.2f}x {cap} {100 * r['active_mean']:6.1f}%")  # fmt: skip
+              f"{_fmt(r['speedup_vs_torch'], 8, '.2f', 'x')} {_fmt(r['speedup_vs_dense'], 8, '.2f', 'x')} "
+              f"{cap} {100 * r['active_mean']:6.1f}%")  # fmt: skip
 
 
 def run(args) -> int:
     from taugate.bench.backends import MODEL_BACKENDS, parse_backends
     from taugate.bench.run import bench_model, machine_info
     from taugate.bench.timing import TimingConfig
-    from taugate.io import atomic_write_json
+    from taugate.io import atomic_write_json, check_output_file
 
+    _check_flags(args)
     backends = parse_backends(args.backends, MODEL_BACKENDS)
+    if args.json:
+        check_output_file(args.json)  # before the benchmark, not after it
     models = _models(args)
     all_rows, results = [], []
     for what, tags, model in models:
@@ -166,8 +221,9 @@ def run(args) -> int:
         print("|---:|---:|---:|---:|---:|---:|---:|")
         for r in all_rows:
             if r["backend"] == "rowskip":
-                print(f"| {r['batch']} | {r['width']} | {100 * r['active_mean']:.1f} % | {r['speedup_vs_torch']:.2f}x | "
-                      f"{r['speedup_vs_dense']:.2f}x | {r['work_cap']:.2f} | {100 * r['cap_share']:.0f} % |")  # fmt: skip
+                print(f"| {r['batch']} | {r['width']} | {100 * r['active_mean']:.1f} % | "
+                      f"{_fmt(r['speedup_vs_torch'], 1, '.2f', 'x')} | {_fmt(r['speedup_vs_dense'], 1, '.2f', 'x')} | "
+                      f"{_fmt(r['work_cap'], 1, '.2f')} | {_fmt(r['cap_share'], 1, '.0f', ' %', 100)} |")  # fmt: skip
     if args.json:
         payload = results[0] if len(results) == 1 else {"runs": results, "rows": all_rows}
         atomic_write_json(args.json, {"machine": machine, **payload})

@@ -8,6 +8,7 @@ EXAMPLES = """examples:
   taugate compile runs/demo/models/seed0/taugate.safetensors --out taugate.taugate
   taugate compile MODEL.safetensors --out m.taugate --calib-data fashion-mnist --calib-size 5000
   taugate compile MODEL.safetensors --out m.taugate --calib-data inputs.npy --min-rate 0.001
+  taugate compile MODEL.safetensors --out m.taugate --no-compact --no-eval
 """
 
 
@@ -47,10 +48,17 @@ def register(sub) -> None:
         help="drop units firing on <= this share of calibration inputs (default 0: never)",
     )
     p.add_argument("--no-compact", action="store_true", help="keep every unit")
-    p.add_argument(
+    ev = p.add_mutually_exclusive_group()
+    ev.add_argument(
         "--eval-size",
         type=int_at_least("--eval-size", 1),
-        help="test images for accuracy before/after (default all)",
+        help="test images of the model's data set for accuracy before/after (default all)",
+    )
+    ev.add_argument(
+        "--no-eval",
+        action="store_true",
+        help="do not measure accuracy before/after (otherwise always measured on the model's "
+        "data set, test split, at --angle, whatever --calib-data is)",
     )
     add_data_args(p)
     p.add_argument("-q", "--quiet", action="store_true")
@@ -63,7 +71,8 @@ def run(args) -> int:
     cfg = CompileConfig(min_rate=args.min_rate, compact=not args.no_compact)
     extra = compile_checkpoint(
         args.model, args.out, calib_data=args.calib_data, calib_size=args.calib_size,
-        angle=args.angle, data_dir=args.data_dir, eval_size=args.eval_size, cfg=cfg, quiet=args.quiet,
+        angle=args.angle, data_dir=args.data_dir, eval_size=args.eval_size, evaluate=not args.no_eval,
+        cfg=cfg, quiet=args.quiet,
     )  # fmt: skip
     rep = extra["compile"]
     kept = ", ".join(f"{k}/{o}" for k, o in zip(rep["units_kept"], rep["units_original"]))
@@ -71,8 +80,14 @@ def run(args) -> int:
         f"wrote {args.out}: method {extra['provenance']['method']}, units kept per hidden layer {kept}"
     )
     if "accuracy_before" in rep:
+        ev = rep["evaluation"]
         print(
-            f"accuracy on {rep['eval_size']} test inputs: hard-gated torch {100 * rep['accuracy_before']:.2f}% "
-            f"-> compiled {100 * rep['accuracy_after']:.2f}% (max |logit diff| {rep['max_abs_diff_vs_torch']:.2e})"
+            f"accuracy on {rep['eval_size']} test inputs ({ev['dataset']} at {ev['angle']:g}°): "
+            f"hard-gated torch {100 * rep['accuracy_before']:.2f}% -> compiled "
+            f"{100 * rep['accuracy_after']:.2f}% (max |logit diff| {rep['max_abs_diff_vs_torch']:.2e})"
         )
+    elif args.no_eval:
+        print("accuracy before/after not measured (--no-eval)")
+    else:
+        print("accuracy before/after not measured (see the warning above)")
     return 0

@@ -15,21 +15,31 @@ def register(sub) -> None:
         sub,
         "predict",
         help="logits for an .npy input, or accuracy and active shares on a data set",
-        description="Run a compiled artifact with the torch-free runtime. Inputs: (N, features) or "
-        "(N, H, W) float arrays; float64 / integer input is converted to float32; NaN or inf in "
-        "the input is an error.",
+        description="Run a compiled artifact with the torch-free runtime. --input: an .npy file, or "
+        "an .npz file holding exactly one array, of shape (N, features), (features,) for one row, "
+        "or images (N, H, W) with H*W == features; float, integer and bool values are converted to "
+        "float32, complex / datetime / timedelta / object / string arrays are refused, and NaN or "
+        "inf (or a value beyond float32) is an error naming the row. --output is checked before "
+        "any work and written atomically (through a symlink to its target; a directory, FIFO or "
+        "device is refused).",
         examples=EXAMPLES,
     )
     p.add_argument("model", metavar="MODEL", help="artifact directory NAME.taugate")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--input", metavar="X.npy", help="inputs (N, features) or (N, H, W)")
+    src.add_argument(
+        "--input",
+        metavar="X.npy",
+        help="inputs (N, features), (features,) or (N, H, W): .npy, or .npz with one array",
+    )
     src.add_argument("--dataset", help="evaluate on this data set's test split")
-    p.add_argument("--output", metavar="Y.npy", help="where to write the logits (with --input)")
+    p.add_argument(
+        "--output", metavar="Y.npy", help="where to write the logits (needed with --input only)"
+    )
     p.add_argument(
         "--angle",
         type=number("--angle"),
         default=None,
-        help="mode of the data set (default: the model's target angle, else 0)",
+        help="mode of the data set (with --dataset only; default: the model's target angle, else 0)",
     )
     p.add_argument(
         "--backend",
@@ -42,17 +52,31 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def _check_flags(args) -> None:
+    """Refuse flags the chosen input source would silently ignore."""
     from taugate.errors import TauGateError
-    from taugate.io import atomic_write_with
-    from taugate.runtime import load
 
-    model = load(args.model)
-    if args.input:
-        from taugate.inputs import load_inputs
-
+    if args.input is not None:
         if not args.output:
             raise TauGateError("--input needs --output Y.npy")
+        for flag, value in (("--angle", args.angle), ("--data-dir", args.data_dir)):
+            if value is not None:
+                raise TauGateError(f"{flag} applies to --dataset only, not to --input")
+    elif args.output is not None:
+        raise TauGateError("--output applies to --input only (--dataset prints the accuracy)")
+
+
+def run(args) -> int:
+    from taugate.io import atomic_write_with, check_output_file
+    from taugate.runtime import load
+
+    _check_flags(args)
+    if args.output:
+        check_output_file(args.output)  # before loading anything
+    model = load(args.model)
+    if args.input is not None:
+        from taugate.inputs import load_inputs
+
         x = load_inputs(args.input, model.n_in)
         logits, counts = _batched(model, x, args)
         atomic_write_with(args.output, lambda tmp: _save_npy(tmp, logits))
