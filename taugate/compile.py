@@ -6,27 +6,25 @@ merge LoRA updates into their weights; measure on a calibration set of the targe
 hidden unit fires (nonzero output); remove units that fire on at most ``min_rate`` of the calibration
 inputs (default 0: only units that never fire) together with the matching columns of the next layer;
 check the compiled function against the hard-gated torch model and report accuracy before and after.
-Compilable: an ``nn.Sequential`` (e.g. ``MLP``; nested Sequentials flattened) of Linear / LoRALinear
-layers, each but the last followed by one ReLU or TauGate. Dropout and Identity anywhere and a leading
-Flatten are skipped (the eval-mode function); anything else is refused, naming module and position.
+Which models compile, and how their layers are read out (``extract``): ``taugate.compile_structure``.
 """
 
 from __future__ import annotations
 
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from taugate.compile_structure import Extracted, extract
 from taugate.errors import TauGateError
 from taugate.inputs import load_checked, load_inputs, target_angle
 from taugate.nn.gate import TauGate
-from taugate.nn.lora import LoRALinear
-from taugate.nn.model import MLP, harden_
+from taugate.nn.model import harden_
 
 
 @dataclass
@@ -39,92 +37,6 @@ class CompileConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.min_rate, (int, float)) or not 0 <= self.min_rate < 1:
             raise TauGateError(f"min firing rate must be in [0, 1), got {self.min_rate!r}")
-
-
-@dataclass
-class Extracted:
-    """Plain float32 arrays of one MLP: per linear layer W (out, in), b (out,), and for hidden
-    layers the gate's tau (or None when ungated) and gain gamma (or None)."""
-
-    weights: list[np.ndarray]
-    biases: list[np.ndarray]
-    taus: list[np.ndarray | None]
-    gammas: list[np.ndarray | None]
-    method: str = "dense"
-    extra: dict = field(default_factory=dict)
-
-
-def _is(mod: nn.Module, cls: type) -> bool:
-    """``mod`` is a ``cls`` that computes what ``cls`` computes (a subclass may not override forward)."""
-    return isinstance(mod, cls) and type(mod).forward is cls.forward
-
-
-def _children(seq: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
-    """(qualified name, module) in forward order; nested plain Sequentials are flattened."""
-    out = []
-    for name, mod in seq.named_children():
-        qual = f"{prefix}{name}"
-        if _is(mod, nn.Sequential) or _is(mod, MLP):
-            out += _children(mod, f"{qual}.")
-        else:
-            out.append((qual, mod))
-    return out
-
-
-def _layers(model: nn.Module) -> list[list]:
-    """[Linear or LoRALinear, the ReLU / TauGate after it or None] in forward order. Refuses every
-    structure the artifact cannot represent, naming the module and its position."""
-    if not (_is(model, nn.Sequential) or _is(model, MLP)):
-        raise TauGateError(
-            f"cannot compile a {type(model).__name__}: expected an nn.Sequential of Linear layers "
-            "each followed by one ReLU or TauGate (such as taugate.nn.MLP)"
-        )
-    pairs: list[list] = []
-    rule = "an artifact holds Linear layers each followed by one ReLU or TauGate, the last by none"
-    for pos, (name, mod) in enumerate(_children(model)):
-        at = f"module {name!r} ({type(mod).__name__}, position {pos})"
-        flat = _is(mod, nn.Flatten) and (mod.start_dim, mod.end_dim) == (1, -1)
-        if _is(mod, nn.Dropout) or _is(mod, nn.Identity) or (flat and not pairs):
-            continue  # identity in eval mode on (B, features) inputs
-        if _is(mod, nn.Linear) or (_is(mod, LoRALinear) and _is(mod.base, nn.Linear)):
-            if pairs and pairs[-1][1] is None:
-                raise TauGateError(f"cannot compile {at}: no ReLU / TauGate before it ({rule})")
-            pairs.append([mod, None])
-        elif _is(mod, nn.ReLU) or _is(mod, TauGate):
-            if not pairs or pairs[-1][1] is not None:
-                raise TauGateError(f"cannot compile {at}: it does not follow a Linear ({rule})")
-            width, n = getattr(mod, "width", None), pairs[-1][0].out_features
-            if width not in (None, n):
-                raise TauGateError(f"cannot compile {at}: width {width}, the Linear gives {n}")
-            pairs[-1][1] = mod
-        else:
-            raise TauGateError(f"cannot compile {at}: unsupported module ({rule})")
-    if not pairs:
-        raise TauGateError("model has no Linear layers to compile")
-    if pairs[-1][1] is not None:
-        raise TauGateError(
-            f"cannot compile: {type(pairs[-1][1]).__name__} after the last Linear "
-            "(the last layer of an artifact gives the logits, with no activation)"
-        )
-    return pairs
-
-
-def _np(t: torch.Tensor) -> np.ndarray:
-    return t.detach().float().cpu().numpy().copy()
-
-
-def extract(model: nn.Module) -> Extracted:
-    """Read the linear layers and gates of an ``MLP`` (any method) in forward order."""
-    ws, bs, taus, gammas = [], [], [], []
-    for lin, act in _layers(model):
-        w = lin.merged_weight() if isinstance(lin, LoRALinear) else lin.weight
-        b = lin.base.bias if isinstance(lin, LoRALinear) else lin.bias
-        ws.append(_np(w))  # (out, in)
-        bs.append(_np(b) if b is not None else np.zeros(w.shape[0], np.float32))
-        gate = act if isinstance(act, TauGate) else None
-        taus.append(_np(gate.tau) if gate is not None and gate.gated else None)
-        gammas.append(_np(gate.gamma) if gate is not None else None)
-    return Extracted(ws, bs, taus, gammas)
 
 
 def fold_gains(ex: Extracted) -> Extracted:
@@ -281,10 +193,10 @@ def _check(
 def check_destination(out: str | Path) -> Path:
     """Refuse, before any work, an ``out`` that ``write_artifact`` would refuse: an existing path
     that is not an artifact directory, or a location where no directory can be written."""
-    from taugate.artifact import MANIFEST, WEIGHTS
+    from taugate.artifact import _is_artifact_dir  # the rule write_artifact applies
 
     p = Path(out)
-    if p.exists() and not (p.is_dir() and {c.name for c in p.iterdir()} <= {MANIFEST, WEIGHTS}):
+    if p.exists() and not (p.is_dir() and _is_artifact_dir(p)):
         raise TauGateError(f"{p} exists and is not a TauGate artifact; refusing to overwrite it")
     base = p.absolute().parent
     while not base.exists() and base != base.parent:  # write_artifact creates missing parents
@@ -327,10 +239,11 @@ def compile_checkpoint(
 
     Calibration inputs: ``calib_data`` names a data set (default: the checkpoint's own) whose train
     split at ``angle`` (default: the model's target mode) is sampled (``calib_size`` images, seed 0),
-    or is an ``.npy`` file (first ``calib_size`` rows; all rows must be finite). Unless ``evaluate``
-    is False, accuracy before / after is measured on the first ``eval_size`` test images at ``angle``
-    of the checkpoint's data set (else the named ``calib_data``); if those cannot be loaded, a
-    warning on stderr and ``compile.evaluation.skipped`` say why. ``quiet`` silences data fallbacks.
+    or is an ``.npy`` file or an ``.npz`` holding one array (first ``calib_size`` rows; all rows must
+    be finite). Unless ``evaluate`` is False, accuracy before / after is measured on the first
+    ``eval_size`` test images at ``angle`` of the checkpoint's data set (else the named
+    ``calib_data``); if those cannot be loaded, a warning on stderr and ``compile.evaluation.skipped``
+    say why. ``quiet`` silences data fallbacks.
     """
     from taugate.artifact import write_artifact
     from taugate.nn.checkpoint import load_checkpoint
@@ -349,7 +262,7 @@ def compile_checkpoint(
             loaded[name] = load_checked(name, data_dir, n_in, quiet)
         return loaded[name]
 
-    from_file = calib_data is not None and calib_data.endswith(".npy")
+    from_file = calib_data is not None and calib_data.endswith((".npy", ".npz"))
     if from_file:
         calib_x = check_inputs(
             load_inputs(calib_data, n_in), n_in, f"calibration file {calib_data}"

@@ -206,3 +206,20 @@ def test_an_existing_artifact_and_missing_parents_are_fine(files, tmp_path):
     assert _compile(ckpt, out, "--calib-data", calib, "--no-eval") == 0
     assert _compile(ckpt, out, "--calib-data", calib, "--no-eval", "--min-rate", 0.5) == 0
     assert _manifest(out)["compile"]["units_kept"] == [5, 3]
+
+
+def test_npz_calibration_file_is_read_as_a_file(files, tmp_path, capsys):
+    ckpt, calib = files
+    npz = tmp_path / "calib.npz"
+    np.savez(npz, inputs=np.load(calib))
+    out = tmp_path / "m.taugate"
+    assert _compile(ckpt, out, "--calib-data", npz, "--min-rate", 0.5, "--no-eval") == 0
+    m = _manifest(out)
+    assert m["compile"]["calibration"] == {"file": str(npz), "size": 10}
+    assert m["kept_units"] == [[0, 1, 2, 3, 4], [0, 1, 2]]  # as with the same rows in an .npy
+    two = tmp_path / "two.npz"
+    np.savez(two, a=np.load(calib), b=np.load(calib))
+    assert _compile(ckpt, out, "--calib-data", two, "--no-eval") == 2
+    err = capsys.readouterr().err
+    assert "two.npz" in err and "exactly one array, found 2" in err, err
+    assert len(err.strip().splitlines()) == 1, err

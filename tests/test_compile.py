@@ -235,6 +235,16 @@ def test_structures_the_artifact_cannot_represent_are_refused(make, message):
         compile_model(make().eval(), x)
 
 
+def test_extract_lives_in_compile_structure_and_is_still_importable_from_compile():
+    import taugate.compile
+    import taugate.compile_structure
+
+    assert taugate.compile.extract is taugate.compile_structure.extract
+    assert taugate.compile.Extracted is taugate.compile_structure.Extracted
+    ex = taugate.compile.extract(_perturbed([6, 5, 3], "taugate"))
+    assert [w.shape for w in ex.weights] == [(5, 6), (3, 5)] and ex.taus[1] is None
+
+
 def test_dropout_identity_flatten_and_nesting_compile_to_the_eval_function():
     torch.manual_seed(0)
     model = nn.Sequential(

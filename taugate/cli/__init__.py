@@ -64,10 +64,6 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("bench", "sweep"):
-        # Interleaved timing alternates torch (OpenMP), BLAS and Numba thread pools; spinning idle
-        # OpenMP workers would steal the cores from the next backend. Must be set before torch loads.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         return int(args.func(args) or 0)
     except TauGateError as e:

@@ -27,8 +27,8 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--calib-data",
-        metavar="NAME|FILE.npy",
-        help="calibration data set name or .npy inputs (default: the model's data set)",
+        metavar="NAME|FILE.npy|FILE.npz",
+        help="calibration data set name, or inputs in an .npy file or an .npz holding one array (default: the model's data set)",
     )
     p.add_argument(
         "--calib-size",
