@@ -7,6 +7,7 @@ cap that row skipping reached. Outputs of all backends are checked to agree befo
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import time
@@ -41,6 +42,7 @@ def machine_info(threads: int | None = None) -> dict:
         "threads": threads or numba.get_num_threads(),
         "platform": platform.platform(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
+        "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT", "unset"),
     }
     try:
         info["numba_threading_layer"] = numba.threading_layer()
@@ -165,6 +167,10 @@ def bench_model(
     """Time ``backends`` at every batch size; returns (rows, info with compile seconds)."""
     if any(b < 1 for b in batch_sizes):
         raise TauGateError(f"batch sizes must be >= 1, got {list(batch_sizes)}")
+    if threads is not None and threads > 1 and (timing is None or timing.cooldown_seconds < 0.015):
+        # idle torch (OpenMP) workers spin ~10 ms after a call: let them fall asleep before the
+        # next backend's sample, or they hold the core its own workers need
+        timing = dataclasses.replace(timing or TimingConfig(), cooldown_seconds=0.015)
     rows = []
     with thread_limit(threads):
         compile_s = model.warmup()  # Numba compile or cache load, reported, never timed

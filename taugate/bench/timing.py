@@ -5,11 +5,13 @@ A *sample* is the mean time of ``inner`` back-to-back calls (``inner`` chosen pe
 sample lasts about ``sample_seconds``); each round takes one sample of every backend, in an order
 rotated from round to round.
 
-Before each sample the harness sleeps ``cooldown_seconds`` and makes ``lead_calls`` untimed calls.
-The pause lets the previous backend's idle worker threads (OpenMP, OpenBLAS, Numba) stop spinning
-and go to sleep, so they do not steal a core from the backend being timed; the untimed call wakes
-this backend's own workers, whose first wake-up on a virtual machine can take a millisecond. Each
-backend is thus timed in the steady state of back-to-back calls, undisturbed by the others.
+Before each sample the harness sleeps ``cooldown_seconds`` and then makes untimed *lead* calls, a
+``lead_share`` of the sample's calls (at least one). The pause lets the previous backend's idle
+worker threads (OpenMP, OpenBLAS, Numba) stop spinning and go to sleep, so they do not steal a core
+from the backend being timed; the lead calls wake this backend's own workers (a first wake-up on a
+virtual machine can take a millisecond) and bring its weights back into the caches that the other
+backends flushed. Each backend is thus timed in the steady state of back-to-back calls, as a server
+answering a stream of requests would run it, undisturbed by the others.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class TimingConfig:
     warmup_calls: int = 3  # untimed calls per backend before timing (after compilation)
     max_inner: int = 10_000  # cap on calls per sample
     cooldown_seconds: float = 0.003  # pause before each sample: other backends' workers fall asleep
-    lead_calls: int = 1  # untimed calls right before each sample: this backend's workers wake up
+    lead_share: float = 0.25  # untimed calls before each sample, as a share of its calls (>= 1)
 
     def __post_init__(self) -> None:
         if self.rounds < 3:
@@ -41,8 +43,8 @@ class TimingConfig:
             raise TauGateError(f"sample_seconds must be > 0, got {self.sample_seconds}")
         if self.warmup_calls < 1:
             raise TauGateError(f"warmup_calls must be >= 1, got {self.warmup_calls}")
-        if self.cooldown_seconds < 0 or self.lead_calls < 0:
-            raise TauGateError("cooldown_seconds and lead_calls must be >= 0")
+        if self.cooldown_seconds < 0 or self.lead_share < 0:
+            raise TauGateError("cooldown_seconds and lead_share must be >= 0")
 
 
 @dataclass
@@ -95,7 +97,7 @@ def time_interleaved(
             fn, k = fns[name], inner[name]
             if cfg.cooldown_seconds:
                 time.sleep(cfg.cooldown_seconds)
-            for _ in range(cfg.lead_calls):
+            for _ in range(max(1, int(k * cfg.lead_share))):
                 fn()
             t0 = time.perf_counter()
             for _ in range(k):

@@ -61,7 +61,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+# OpenBLAS's idle workers busy-wait 2^28 cycles (~0.1 s) after each call before they sleep; on a
+# 2-core machine that steals a core from whatever runs next (the next backend in an interleaved
+# benchmark, a Numba parallel region). 2^22 cycles (~2 ms) keeps back-to-back calls fast. Read
+# once, when numpy loads OpenBLAS: so set here, before any subcommand imports numpy.
+OPENBLAS_THREAD_TIMEOUT = "22"
+
+
 def _main(argv: list[str] | None) -> int:
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", OPENBLAS_THREAD_TIMEOUT)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
