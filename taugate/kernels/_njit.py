@@ -234,14 +234,22 @@ def one_par(p, meta, x2, out2, stats2, check, nth, layer_min):
 
 @njit(parallel=True)
 def batch(p, meta, x, z0, out, stats, bad, check, nth):
-    """Batched path: z0 = x @ W0.T + b0 (B, out_0) is given; chunks of samples run in parallel."""
+    """Batched path; chunks of samples run in parallel, each chunk with its own buffers.
+
+    ``z0``: layer 0's pre-activations ``x @ W0.T + b0`` (B, out_0) computed by BLAS, or an empty
+    (0, out_0) array: then every sample runs the whole row-skipping pass here, zero inputs skipped.
+    """
     B, L = x.shape[0], meta.shape[0]
+    given = z0.shape[0] == B
     chunks = min(B, 4 * nth)
     w = width(meta)
     for c in prange(chunks):
         z, idx, vals = np.empty(w, np.float32), np.empty(w, np.int32), np.empty(w, np.float32)
         for b in range(c * B // chunks, (c + 1) * B // chunks):
             xb = x[b]
+            if not given:
+                bad[b] = one_sample(p, meta, xb, out[b], stats[b], z, idx, vals, check)
+                continue
             nz = 0
             for k in range(xb.shape[0]):
                 nz += xb[k] != 0.0
