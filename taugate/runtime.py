@@ -41,9 +41,9 @@ from taugate.kernels.rowskip import pack
 from taugate.kernels.rowskip import run as rowskip_run
 
 BACKENDS = ("dense", "compact", "rowskip")
-AUTO_ROWSKIP_MAX_BATCH = (
-    1  # backend="auto": row-skip up to this batch size, compact above (see README)
-)
+# backend="auto": row-skip up to this batch size, compact above: in the README's sweeps row-skip
+# won every cell up to batch 8 (1 and 2 threads, widths 128-2048) and lost at batch 256
+AUTO_ROWSKIP_MAX_BATCH = 8
 _F32 = np.dtype(np.float32)
 
 
@@ -126,8 +126,8 @@ class CompiledModel:
         refused. Non-contiguous input is copied to C order. An empty batch, a wrong rank or feature
         count, and (with ``check_finite``, the default) NaN or inf in a row raise
         :class:`TauGateError`; with ``check_finite=False`` such rows give unspecified results.
-        ``backend``: one of :data:`BACKENDS`, or ``"auto"`` (row-skip for a batch of one, compact
-        otherwise). ``threads``: Numba threads for this call (1 to
+        ``backend``: one of :data:`BACKENDS`, or ``"auto"`` (row-skip up to
+        :data:`AUTO_ROWSKIP_MAX_BATCH` inputs, compact for larger batches). ``threads``: Numba threads for this call (1 to
         ``numba.config.NUMBA_NUM_THREADS``; restored afterwards); numpy backends and the layer-0
         matmul of batched rowskip calls use BLAS's own threads. Batch-1 rowskip calls run on one
         thread (no hand-off overhead) unless ``threads`` > 1 is passed explicitly and the model
@@ -137,7 +137,7 @@ class CompiledModel:
         x = self._input(x)
         if type(backend) is not str:
             raise TauGateError(f"backend must be a string, got {type(backend).__name__}")
-        if backend == "auto":  # where each wins on the measured CPUs: row-skip at batch 1 only
+        if backend == "auto":  # where each won in the measurements: see AUTO_ROWSKIP_MAX_BATCH
             backend = "rowskip" if x.shape[0] <= AUTO_ROWSKIP_MAX_BATCH else "compact"
         n = None if threads is None else _check_threads(threads)
         if backend == "rowskip" and x.shape[0] == 1 and not self._threaded_batch_one(n):

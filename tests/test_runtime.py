@@ -257,15 +257,16 @@ def test_runtime_never_imports_torch():
     assert done.stdout.strip() == "ok"
 
 
-def test_auto_backend_picks_rowskip_for_one_input_and_compact_for_batches():
-    from taugate.runtime import random_model
+def test_auto_backend_picks_rowskip_for_small_batches_and_compact_for_large_ones():
+    from taugate.runtime import AUTO_ROWSKIP_MAX_BATCH, random_model
 
     m = random_model([20, 16, 16, 4], 0.3, seed=3)
-    x = np.random.default_rng(0).normal(size=(6, 20)).astype(np.float32)
-    np.testing.assert_allclose(
-        m.predict(x[:1], backend="auto"), m.predict(x[:1], backend="rowskip")
-    )
-    assert m.last_stats["backend"] == "rowskip"
+    x = np.random.default_rng(0).normal(size=(AUTO_ROWSKIP_MAX_BATCH + 1, 20)).astype(np.float32)
+    for rows in (1, AUTO_ROWSKIP_MAX_BATCH):
+        np.testing.assert_allclose(
+            m.predict(x[:rows], backend="auto"), m.predict(x[:rows], backend="rowskip")
+        )
+        assert m.last_stats["backend"] == "rowskip"
     m.predict(x, backend="auto")
     assert m.last_stats["backend"] == "compact"
 

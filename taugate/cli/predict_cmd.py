@@ -44,7 +44,7 @@ def register(sub) -> None:
     p.add_argument(
         "--backend",
         default="auto",
-        help="dense | compact | rowskip | auto (default auto: rowskip for one input, compact for batches)",
+        help="dense | compact | rowskip | auto (default auto: rowskip for batches of up to 8 inputs, compact for larger ones)",
     )
     p.add_argument("--threads", type=int_at_least("--threads", 1), help="Numba threads")
     p.add_argument("--batch-size", type=int_at_least("--batch-size", 1), default=1024)
