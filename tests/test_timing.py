@@ -14,7 +14,8 @@ from taugate.runtime import random_model
 
 def test_config_is_checked():
     for bad in ({"rounds": 2}, {"sample_seconds": 0}, {"warmup_calls": 0},
-                {"cooldown_seconds": -1}, {"lead_share": -0.1}):  # fmt: skip
+                {"cooldown_seconds": -1}, {"lead_share": -0.1}, {"min_calls": 0},
+                {"min_calls": 5, "max_inner": 4}):  # fmt: skip
         with pytest.raises(TauGateError):
             TimingConfig(**bad)
 
@@ -31,11 +32,12 @@ def test_every_sample_follows_untimed_lead_calls_and_rounds_interleave():
         return fn
 
     cfg = TimingConfig(rounds=5, sample_seconds=0.0002, warmup_calls=2, cooldown_seconds=0.0,
-                       lead_share=0.5, max_inner=4)  # fmt: skip
+                       lead_share=0.5, max_inner=4, min_calls=3)  # fmt: skip
     out = time_interleaved({"a": make("a"), "b": make("b")}, cfg)
     per_round = {n: t.inner + max(1, int(t.inner * cfg.lead_share)) for n, t in out.items()}
     for name, t in out.items():
         assert t.samples.shape == (5,) and (t.samples > 0).all()
+        assert 3 <= t.inner <= 4  # at least min_calls, at most max_inner
         assert len(calls[name]) >= 5 * per_round[name] + cfg.warmup_calls  # + calibration calls
     # the 5 rounds: a block (lead + timed calls) of each backend, the order rotating each round
     expected = []

@@ -2,8 +2,8 @@
 warm-up, so that machine noise hits all of them alike; results are ratios of medians.
 
 A *sample* is the mean time of ``inner`` back-to-back calls (``inner`` chosen per backend so that a
-sample lasts about ``sample_seconds``); each round takes one sample of every backend, in an order
-rotated from round to round.
+sample lasts about ``sample_seconds``, and is at least ``min_calls``); each round takes one sample of
+every backend, in an order rotated from round to round.
 
 Before each sample the harness sleeps ``cooldown_seconds`` and then makes untimed *lead* calls, a
 ``lead_share`` of the sample's calls (at least one). The pause lets the previous backend's idle
@@ -33,8 +33,9 @@ class TimingConfig:
     sample_seconds: float = 0.004  # target duration of one sample
     warmup_calls: int = 3  # untimed calls per backend before timing (after compilation)
     max_inner: int = 10_000  # cap on calls per sample
+    min_calls: int = 8  # floor on calls per sample: slow calls are timed in a steady state too
     cooldown_seconds: float = 0.003  # pause before each sample: other backends' workers fall asleep
-    lead_share: float = 0.25  # untimed calls before each sample, as a share of its calls (>= 1)
+    lead_share: float = 0.5  # untimed calls before each sample, as a share of its calls (>= 1)
 
     def __post_init__(self) -> None:
         if self.rounds < 3:
@@ -43,6 +44,8 @@ class TimingConfig:
             raise TauGateError(f"sample_seconds must be > 0, got {self.sample_seconds}")
         if self.warmup_calls < 1:
             raise TauGateError(f"warmup_calls must be >= 1, got {self.warmup_calls}")
+        if not 1 <= self.min_calls <= self.max_inner:
+            raise TauGateError(f"min_calls must be from 1 to max_inner, got {self.min_calls}")
         if self.cooldown_seconds < 0 or self.lead_share < 0:
             raise TauGateError("cooldown_seconds and lead_share must be >= 0")
 
@@ -89,7 +92,9 @@ def time_interleaved(
     for name in names:  # warm-up (Numba is compiled before this, by the caller)
         for _ in range(cfg.warmup_calls):
             fns[name]()
-    inner = {n: _calibrate(fns[n], cfg.sample_seconds, cfg.max_inner) for n in names}
+    inner = {
+        n: max(cfg.min_calls, _calibrate(fns[n], cfg.sample_seconds, cfg.max_inner)) for n in names
+    }
     samples: dict[str, list[float]] = {n: [] for n in names}
     for r in range(cfg.rounds):
         order = names[r % len(names) :] + names[: r % len(names)]  # rotate
