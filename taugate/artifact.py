@@ -165,6 +165,30 @@ def _is_artifact_dir(p: Path) -> bool:
     return names <= {MANIFEST, WEIGHTS}
 
 
+def _refuse_overwrite(p: Path) -> None:
+    """An existing artifact (or empty directory) may be replaced; any other existing path not."""
+    if p.exists() and not (p.is_dir() and _is_artifact_dir(p)):
+        raise TauGateError(f"{p} exists and is not a TauGate artifact; refusing to overwrite it")
+
+
+def check_destination(out: str | Path) -> Path:
+    """Refuse, before any work, an ``out`` that ``write_artifact`` would refuse: an existing path
+    that is not an artifact directory, or a location where no directory can be written."""
+    p = Path(out)
+    _refuse_overwrite(p)
+    base = p.absolute().parent
+    while not base.exists() and base != base.parent:  # write_artifact creates missing parents
+        base = base.parent
+    try:
+        if not base.is_dir():
+            raise NotADirectoryError("it is not a directory")
+        tempfile.TemporaryDirectory(dir=base, prefix=f".{p.name}.").cleanup()
+    except OSError as e:
+        why = e.strerror or e
+        raise TauGateError(f"cannot write artifact {p}: {base} is not writable ({why})") from None
+    return p
+
+
 def write_artifact(path, layers: list[dict], tensors: dict, extra: dict | None = None) -> Path:
     """Validate and write an artifact directory atomically; return its path.
 
@@ -181,8 +205,7 @@ def write_artifact(path, layers: list[dict], tensors: dict, extra: dict | None =
     clash = [k for k in _RESERVED if k in extra]
     if clash:
         raise TauGateError(f"extra: key {clash[0]!r} is reserved for the manifest itself")
-    if p.exists() and not (p.is_dir() and _is_artifact_dir(p)):
-        raise TauGateError(f"{p} exists and is not a TauGate artifact; refusing to overwrite it")
+    _refuse_overwrite(p)
     parent = ensure_writable_dir(p.parent if str(p.parent) else Path("."))
     tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{p.name}.", suffix=".tmp"))
     try:

@@ -12,7 +12,6 @@ Which models compile, and how their layers are read out (``extract``): ``taugate
 from __future__ import annotations
 
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from taugate.artifact import check_destination
 from taugate.compile_structure import Extracted, extract
 from taugate.errors import TauGateError
 from taugate.inputs import load_checked, load_inputs, target_angle
@@ -188,27 +188,6 @@ def _check(
         res["accuracy_after"] = float((out.argmax(1) == y).mean())
         res["eval_size"] = int(len(y))
     return res
-
-
-def check_destination(out: str | Path) -> Path:
-    """Refuse, before any work, an ``out`` that ``write_artifact`` would refuse: an existing path
-    that is not an artifact directory, or a location where no directory can be written."""
-    from taugate.artifact import _is_artifact_dir  # the rule write_artifact applies
-
-    p = Path(out)
-    if p.exists() and not (p.is_dir() and _is_artifact_dir(p)):
-        raise TauGateError(f"{p} exists and is not a TauGate artifact; refusing to overwrite it")
-    base = p.absolute().parent
-    while not base.exists() and base != base.parent:  # write_artifact creates missing parents
-        base = base.parent
-    try:
-        if not base.is_dir():
-            raise NotADirectoryError("it is not a directory")
-        tempfile.TemporaryDirectory(dir=base, prefix=f".{p.name}.").cleanup()
-    except OSError as e:
-        why = e.strerror or e
-        raise TauGateError(f"cannot write artifact {p}: {base} is not writable ({why})") from None
-    return p
 
 
 def _sample(ds, split: str, angle: float, size: int | None, rng=None):

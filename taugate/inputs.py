@@ -23,6 +23,16 @@ def target_angle(provenance: dict | None) -> float:
     return a if math.isfinite(a) else 0.0
 
 
+def as_float32(x: np.ndarray, what: str) -> np.ndarray:
+    """``x`` as float32, the rule of ``CompiledModel.predict`` and of input files: float, integer
+    and bool values are converted (beyond float32 they become inf, which callers refuse); any other
+    dtype is an error starting with ``what``."""
+    if x.dtype.kind not in "fiub":
+        raise TauGateError(f"{what} dtype {x.dtype} is not supported (need real numbers)")
+    with np.errstate(over="ignore", invalid="ignore"):
+        return x.astype(np.float32, copy=False)
+
+
 def load_inputs(path: str | Path, n_in: int) -> np.ndarray:
     """Inputs (N, n_in) float32 from an ``.npy`` file, or an ``.npz`` holding exactly one array.
 
@@ -32,9 +42,7 @@ def load_inputs(path: str | Path, n_in: int) -> np.ndarray:
     NaN or inf (also a value too large for float32) is an error naming the row of the file.
     """
     p = Path(path)
-    x = _load_array(p)
-    if x.dtype.kind not in "fiub":
-        raise TauGateError(f"{p}: dtype {x.dtype} is not supported (need real numbers)")
+    x = as_float32(_load_array(p), f"{p}:")
     if x.ndim == 1:
         x = x.reshape(1, -1)  # (n_in,) -> (1, n_in)
     elif x.ndim == 3:
@@ -44,8 +52,7 @@ def load_inputs(path: str | Path, n_in: int) -> np.ndarray:
             f"{p}: expected shape (N, {n_in}), got {tuple(x.shape)} (also accepted: one row "
             f"({n_in},), or images (N, H, W) with H*W == {n_in})"
         )
-    with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 -> inf, refused below
-        x = np.ascontiguousarray(x, np.float32)
+    x = np.ascontiguousarray(x)
     ok = np.isfinite(x).all(axis=1)  # (N,)
     if not ok.all():
         row = int(np.flatnonzero(~ok)[0])

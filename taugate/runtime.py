@@ -36,8 +36,9 @@ from taugate.artifact import (
     write_artifact,
 )
 from taugate.errors import TauGateError
+from taugate.inputs import as_float32
 from taugate.kernels import rowskip
-from taugate.kernels.rowskip import pack
+from taugate.kernels.rowskip import check_threads, pack
 from taugate.kernels.rowskip import run as rowskip_run
 
 BACKENDS = ("dense", "compact", "rowskip")
@@ -128,8 +129,8 @@ class CompiledModel:
         :class:`TauGateError`; with ``check_finite=False`` such rows give unspecified results.
         ``backend``: one of :data:`BACKENDS`, or ``"auto"`` (row-skip up to
         :data:`AUTO_ROWSKIP_MAX_BATCH` inputs, compact for larger batches). ``threads``: Numba threads for this call (1 to
-        ``numba.config.NUMBA_NUM_THREADS``; restored afterwards); numpy backends and the layer-0
-        matmul of batched rowskip calls use BLAS's own threads. Batch-1 rowskip calls run on one
+        ``numba.config.NUMBA_NUM_THREADS``; restored afterwards); numpy backends, and the layer-0
+        matmul of batched rowskip calls on one Numba thread, use BLAS's own threads. Batch-1 rowskip calls run on one
         thread (no hand-off overhead) unless ``threads`` > 1 is passed explicitly and the model
         needs more than ``rowskip.PARALLEL_MIN_MACS`` multiply-adds per sample; then the layers
         are split across ``threads``. Gate statistics of the call are in :attr:`last_stats`.
@@ -139,7 +140,7 @@ class CompiledModel:
             raise TauGateError(f"backend must be a string, got {type(backend).__name__}")
         if backend == "auto":  # where each won in the measurements: see AUTO_ROWSKIP_MAX_BATCH
             backend = "rowskip" if x.shape[0] <= AUTO_ROWSKIP_MAX_BATCH else "compact"
-        n = None if threads is None else _check_threads(threads)
+        n = None if threads is None else check_threads(threads)
         if backend == "rowskip" and x.shape[0] == 1 and not self._threaded_batch_one(n):
             out, stats = rowskip_run(self._packed, x, False, check_finite, 1)  # the hot path
             self._last = (backend, stats)
@@ -176,10 +177,7 @@ class CompiledModel:
             except (TypeError, ValueError) as e:
                 raise TauGateError(f"input is not a numeric array: {e}") from None
         if x.dtype is not _F32 and x.dtype != _F32:
-            if x.dtype.kind not in "fiub":
-                raise TauGateError(f"input dtype {x.dtype} is not supported (need real numbers)")
-            with np.errstate(over="ignore"):  # values beyond float32 become inf, refused below
-                x = x.astype(np.float32)
+            x = as_float32(x, "input")  # beyond float32 -> inf, refused by check_finite
         if x.ndim == 1:
             x = x.reshape(1, -1)  # (1, n_in)
         elif x.ndim != 2:
@@ -310,14 +308,6 @@ def _numpy_layers(x, mats, biases, thrs):
             counts[:, i + 1] = np.count_nonzero(mask, axis=1)
         h = z
     return h, counts
-
-
-def _check_threads(threads) -> int:
-    top = numba.config.NUMBA_NUM_THREADS
-    ok = isinstance(threads, (int, np.integer)) and not isinstance(threads, bool)
-    if not ok or not 1 <= threads <= top:
-        raise TauGateError(f"threads must be an integer from 1 to {top}, got {threads!r}")
-    return int(threads)
 
 
 def random_model(sizes: list[int], active: float, seed: int = 0, calib=None) -> CompiledModel:

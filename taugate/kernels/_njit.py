@@ -56,14 +56,6 @@ def collect_inputs(x, idx, vals):
 
 
 @njit()
-def finite(x):
-    probe = np.float32(0.0)
-    for k in range(x.shape[0]):
-        probe += x[k] * np.float32(0.0)
-    return probe == 0.0
-
-
-@njit()
 def load_bias(p, b_off, z, c0, c1):
     """z[c0:c1] = b[c0:c1] (padding included)."""
     for c in range(c0, c1):
@@ -135,8 +127,7 @@ def layers_from(p, meta, first, z, n, idx, vals, out, stats):
         if i < L - 1:
             n = gate(p, meta[i, T_OFF], 0, meta[i, N_OUT], z, idx, vals)
             stats[i + 1] = n
-    for j in range(out.shape[0]):
-        out[j] = z[j]
+    out[:] = z[: out.shape[0]]
 
 
 @njit()
@@ -151,8 +142,7 @@ def one_sample(p, meta, x, out, stats, z, idx, vals, check):
     load_bias(p, meta[0, B_OFF], z, 0, s)
     axpy(p, meta[0, W_OFF], s, idx, vals, nz, z, 0, s)
     if meta.shape[0] == 1:
-        for j in range(out.shape[0]):
-            out[j] = z[j]
+        out[:] = z[: out.shape[0]]
         return 0
     n = gate(p, meta[0, T_OFF], 0, meta[0, N_OUT], z, idx, vals)
     stats[1] = n
@@ -204,8 +194,7 @@ def one_par(p, meta, x2, out2, stats2, check, nth, layer_min):
             cnt[t] = k
             axpy(p, meta[1, W_OFF], s1, li, lv, k, part[t], 0, s1)
     if L == 1:
-        for j in range(out.shape[0]):
-            out[j] = z[j]
+        out[:] = z[: out.shape[0]]
         return 0
     stats[1] = cnt.sum()
     i = 1
@@ -227,8 +216,7 @@ def one_par(p, meta, x2, out2, stats2, check, nth, layer_min):
         for t in prange(nth):
             lo, hi = t * n // nth, (t + 1) * n // nth
             axpy(p, meta[i, W_OFF], s, idx[lo:hi], vals[lo:hi], hi - lo, part[t], 0, s)
-    for j in range(out.shape[0]):
-        out[j] = z[j]
+    out[:] = z[: out.shape[0]]
     return 0
 
 
@@ -250,11 +238,9 @@ def batch(p, meta, x, z0, out, stats, bad, check, nth):
             if not given:
                 bad[b] = one_sample(p, meta, xb, out[b], stats[b], z, idx, vals, check)
                 continue
-            nz = 0
-            for k in range(xb.shape[0]):
-                nz += xb[k] != 0.0
+            nz, ok = collect_inputs(xb, idx, vals)  # idx / vals are scratch until the gate
             stats[b, 0] = nz
-            if check and not finite(xb):
+            if check and not ok:
                 bad[b] = 1
                 continue
             if L == 1:

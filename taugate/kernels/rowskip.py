@@ -30,7 +30,9 @@ from taugate.kernels._njit import one as _one
 from taugate.kernels._njit import one_par as _one_par
 from taugate.kernels.layout import Packed, pack
 
-__all__ = ["LAYER_MIN_MACS", "PARALLEL_MIN_MACS", "Packed", "forward", "pack", "run"]
+__all__ = [
+    "LAYER_MIN_MACS", "PARALLEL_MIN_MACS", "Packed", "check_threads", "forward", "pack", "run"
+]  # fmt: skip
 
 # the runtime asks for the threaded batch-1 path only for models with more multiply-adds than this
 # (e.g. 784-4096-4096-10) and only when the caller sets threads > 1: below it a thread hand-off
@@ -72,6 +74,17 @@ def run(packed: Packed, x: np.ndarray, parallel: bool, check_finite: bool, nth: 
     return out, stats
 
 
+def check_threads(threads, prefix: str = "") -> int:
+    """``threads`` as an int from 1 to ``NUMBA_NUM_THREADS``, else an error (``prefix`` first)."""
+    import numba
+
+    top = numba.config.NUMBA_NUM_THREADS
+    ok = isinstance(threads, (int, np.integer)) and not isinstance(threads, bool)
+    if not ok or not 1 <= threads <= top:
+        raise TauGateError(f"{prefix}threads must be an integer from 1 to {top}, got {threads!r}")
+    return int(threads)
+
+
 def forward(
     packed: Packed,
     x: np.ndarray,
@@ -99,11 +112,9 @@ def forward(
     ):
         got = f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
         raise TauGateError(f"rowskip: input must be C-contiguous float32 (B, {n_in}), got {got}")
-    top = numba.config.NUMBA_NUM_THREADS
-    if threads is not None and not (isinstance(threads, int) and 1 <= threads <= top):
-        raise TauGateError(f"rowskip: threads must be an integer from 1 to {top}, got {threads!r}")
     if threads is None:
         return run(packed, x, parallel, check_finite, numba.get_num_threads())
+    threads = check_threads(threads, "rowskip: ")
     previous = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
