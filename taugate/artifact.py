@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from taugate.errors import TauGateError
-from taugate.io import ensure_writable_dir
+from taugate.io import ensure_writable_dir, nearest_existing
 
 FORMAT = "taugate-mlp"
 VERSION = 1
@@ -176,9 +176,7 @@ def check_destination(out: str | Path) -> Path:
     that is not an artifact directory, or a location where no directory can be written."""
     p = Path(out)
     _refuse_overwrite(p)
-    base = p.absolute().parent
-    while not base.exists() and base != base.parent:  # write_artifact creates missing parents
-        base = base.parent
+    base = nearest_existing(p.absolute().parent)  # write_artifact creates missing parents
     try:
         if not base.is_dir():
             raise NotADirectoryError("it is not a directory")

@@ -30,15 +30,21 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
     return p
 
 
+def nearest_existing(p: Path) -> Path:
+    """``p`` itself if it exists, else its closest ancestor that does (what ``mkdir -p`` builds on)."""
+    for q in (p, *p.parents):
+        if os.path.exists(q):
+            return q
+    return Path(p.anchor or ".")
+
+
 def check_output_file(path: str | os.PathLike) -> Path:
     """Fail fast, before any expensive work, when the atomic writers could not write ``path``:
     a directory or special file there, or a folder that cannot be created or written. Creates
     nothing. Returns the file that would be written (a symlink resolved to its target)."""
     target = _target(path)
     d = target.parent
-    for q in (d, *d.parents):  # the nearest folder that exists
-        if os.path.exists(q):
-            break
+    q = nearest_existing(d)
     if not q.is_dir():
         raise TauGateError(f"cannot write {path} (not writable): {q} is not a directory")
     if q == d:
@@ -50,11 +56,9 @@ def check_output_file(path: str | os.PathLike) -> Path:
 
 def _why_no_dir(p: Path, e: OSError) -> str:
     """Why ``p`` could not be created: a path component that is a file, else the OS's reason."""
-    for q in (p, *p.parents):
-        if os.path.exists(q):
-            if not q.is_dir():
-                return "a file of that name exists" if q == p else f"{q} is not a directory"
-            break
+    q = nearest_existing(p)
+    if os.path.exists(q) and not q.is_dir():
+        return "a file of that name exists" if q == p else f"{q} is not a directory"
     return e.strerror or str(e)
 
 
