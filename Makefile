@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 DATA_DIR ?= $(firstword $(TAUGATE_DATA_DIR) $(wildcard ../shared/data))
 DATASET ?= mnist-10k
 DEMO_OUT ?= runs/demo
+# every optional extra that installs on Linux, so that no test is skipped for lack of a package
+# (directml is Windows/WSL only)
+EXTRAS ?= onnx
 DATA_FLAG := $(if $(DATA_DIR),--data-dir $(DATA_DIR),)
 
 .PHONY: demo test lint bench install clean
@@ -14,7 +17,7 @@ DATA_FLAG := $(if $(DATA_DIR),--data-dir $(DATA_DIR),)
 $(BIN)/.installed: pyproject.toml setup.py constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,$(EXTRAS)]'
 	touch $@
 
 install: $(BIN)/.installed

@@ -16,7 +16,7 @@ _LAZY = {
     "apply_taugate_": "taugate.nn.model",
     "harden_": "taugate.nn.model",
     "MLP": "taugate.nn.model",
-    "print_trainable_parameters": "taugate.nn.report",
+    "print_trainable_parameters": "taugate.nn.parameters",
     "load_dataset": "taugate.data",
 }
 

@@ -25,6 +25,7 @@ from taugate.errors import TauGateError
 from taugate.inputs import load_checked, load_inputs, target_angle
 from taugate.nn.gate import TauGate
 from taugate.nn.model import harden_
+from taugate.spec import ModelSpec
 
 
 @dataclass
@@ -39,69 +40,24 @@ class CompileConfig:
             raise TauGateError(f"min firing rate must be in [0, 1), got {self.min_rate!r}")
 
 
-def fold_gains(ex: Extracted) -> Extracted:
-    """Multiply column j of layer i+1 by gamma_j of layer i; gains become 1 (dropped)."""
+def fold_gains(ex: Extracted) -> ModelSpec:
+    """The model with column j of layer i+1 multiplied by gamma_j of layer i (exact for any sign
+    of gamma), so no gains are left: a :class:`~taugate.spec.ModelSpec`."""
     ws = [w.copy() for w in ex.weights]
     for i, g in enumerate(ex.gammas[:-1]):
         if g is not None:
             ws[i + 1] = ws[i + 1] * g[None, :]  # (out, in) * (1, in)
-    return Extracted(ws, list(ex.biases), list(ex.taus), [None] * len(ws), ex.method, ex.extra)
+    return ModelSpec.build(ws, ex.biases, [*ex.taus[:-1], None])
 
 
-def hidden_outputs(ex: Extracted, x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-    """Forward in float64 numpy: the hidden outputs (B, width) per hidden layer, and the logits."""
-    h = x.astype(np.float64)
-    hs = []
-    for i, (w, b) in enumerate(zip(ex.weights, ex.biases)):
-        z = h @ w.T.astype(np.float64) + b  # (B, out)
-        if i == len(ex.weights) - 1:
-            return hs, z
-        h = np.maximum(z, 0.0)
-        if ex.taus[i] is not None:
-            h = h * (z > ex.taus[i])  # (B, out) * (B, out) bool
-        if ex.gammas[i] is not None:
-            h = h * ex.gammas[i]
-        hs.append(h)
-    raise AssertionError("unreachable")
-
-
-def firing_rates(ex: Extracted, x: np.ndarray, chunk: int = 2048) -> list[np.ndarray]:
-    """Share of inputs on which each hidden unit's output is nonzero, per hidden layer."""
-    counts = [np.zeros(w.shape[0]) for w in ex.weights[:-1]]
+def firing_rates(spec: ModelSpec, x: np.ndarray, chunk: int = 2048) -> list[np.ndarray]:
+    """Share of inputs on which each hidden unit's output is nonzero, per hidden layer (float32,
+    the arithmetic of the runtime)."""
+    counts = [np.zeros(e.n_out) for e in spec.layers[:-1]]
     for s in range(0, len(x), chunk):
-        hs, _ = hidden_outputs(ex, x[s : s + chunk])
-        for c, h in zip(counts, hs):
+        for c, h in zip(counts, spec.hidden_outputs(x[s : s + chunk]), strict=True):
             c += (h != 0).sum(0)
     return [c / max(1, len(x)) for c in counts]
-
-
-def compact(ex: Extracted, keep: list[np.ndarray]) -> Extracted:
-    """Keep only units ``keep[i]`` (sorted indices) of hidden layer i and the matching columns."""
-    ws, bs, taus = list(ex.weights), list(ex.biases), list(ex.taus)
-    for i, k in enumerate(keep):
-        ws[i], bs[i] = ws[i][k], bs[i][k]  # (kept, in), (kept,)
-        if taus[i] is not None:
-            taus[i] = taus[i][k]
-        ws[i + 1] = ws[i + 1][:, k]  # (out, kept)
-    return Extracted(
-        [np.ascontiguousarray(w) for w in ws], bs, taus, list(ex.gammas), ex.method, ex.extra
-    )
-
-
-def to_artifact_arrays(ex: Extracted) -> tuple[list[dict], dict[str, np.ndarray]]:
-    layers, tensors = [], {}
-    n = len(ex.weights)
-    for i, (w, b) in enumerate(zip(ex.weights, ex.biases)):
-        gated = i < n - 1 and ex.taus[i] is not None
-        layers.append(
-            {"in": int(w.shape[1]), "out": int(w.shape[0]), "gated": bool(gated),
-             "activation": "relu" if i < n - 1 else "none"}
-        )  # fmt: skip
-        tensors[f"layers.{i}.weight"] = np.ascontiguousarray(w, np.float32)
-        tensors[f"layers.{i}.bias"] = np.ascontiguousarray(b, np.float32)
-        if gated:
-            tensors[f"layers.{i}.tau"] = np.ascontiguousarray(ex.taus[i], np.float32)
-    return layers, tensors
 
 
 def check_inputs(x, n_in: int, what: str) -> np.ndarray:
@@ -127,8 +83,8 @@ def compile_model(
     cfg: CompileConfig | None = None,
     eval_x: np.ndarray | None = None,
     eval_y: np.ndarray | None = None,
-) -> tuple[list[dict], dict[str, np.ndarray], dict]:
-    """Harden, fold, compact. Returns (layers, tensors, report) ready for ``write_artifact``."""
+) -> tuple[ModelSpec, dict]:
+    """Harden, fold, compact. Returns the compiled spec (with ``kept_units``) and the report."""
     cfg = cfg or CompileConfig()
     ex = extract(model)
     n_in = ex.weights[0].shape[1]
@@ -140,34 +96,28 @@ def compile_model(
                 f"evaluation labels must be ({len(eval_x)},), got {np.shape(eval_y)}"
             )
     folded = fold_gains(ex)
-    rates = firing_rates(folded, calib_x)
-    original = [int(w.shape[0]) for w in folded.weights[:-1]]
+    rates = firing_rates(folded, np.asarray(calib_x, np.float32))
     keep = []
     for r in rates:
         k = np.flatnonzero(r > cfg.min_rate) if cfg.compact else np.arange(len(r))
         if len(k) == 0:  # nothing fires: keep the most active unit so shapes stay >= 1
             k = np.array([int(np.argmax(r))])
         keep.append(k.astype(np.int64))
-    compiled = compact(folded, keep)
-    layers, tensors = to_artifact_arrays(compiled)
+    compiled = folded.compact(keep)
     report = {
         "config": asdict(cfg),
         "calib_size": int(len(calib_x)),
-        "units_original": original,
+        "units_original": [e.n_out for e in folded.layers[:-1]],
         "units_kept": [int(len(k)) for k in keep],
         "firing_rate_mean": [float(r.mean()) for r in rates],
     }
     if eval_x is not None:
-        report.update(_check(model, layers, tensors, eval_x, eval_y))
-    kept = [k.tolist() for k in keep]
-    full = to_artifact_arrays(folded)[0]
-    return layers, tensors, {"report": report, "kept_units": kept, "original_layers": full}
+        report.update(_check(model, compiled, eval_x, eval_y))
+    return compiled, report
 
 
 @torch.no_grad()
-def _check(
-    model: nn.Module, layers: list[dict], tensors: dict, x: np.ndarray, y: np.ndarray | None
-) -> dict:
+def _check(model: nn.Module, spec: ModelSpec, x: np.ndarray, y: np.ndarray | None) -> dict:
     """Accuracy of the hard-gated torch model (eval mode) and of the compiled arrays (float32)."""
     from taugate.runtime import CompiledModel
 
@@ -180,7 +130,7 @@ def _check(
         for g, h in hard.items():
             g.hard = h
         model.train(training)
-    out = CompiledModel.from_arrays(layers, tensors).predict(x, backend="compact")  # (N, C)
+    out = CompiledModel(spec).predict(x, backend="compact")  # (N, C)
     scale = max(1.0, float(np.abs(ref).max()))
     res = {"max_abs_diff_vs_torch": float(np.abs(out - ref).max()), "logit_scale": scale}
     if y is not None:
@@ -212,6 +162,7 @@ def compile_checkpoint(
     evaluate: bool = True,
     cfg: CompileConfig | None = None,
     quiet: bool = False,
+    force: bool = False,
 ) -> dict:
     """The ``taugate compile`` pipeline: checkpoint -> artifact directory. Returns the manifest
     extras (``compile`` report, ``kept_units``, ``provenance``). ``out`` is checked first.
@@ -222,14 +173,15 @@ def compile_checkpoint(
     be finite). Unless ``evaluate`` is False, accuracy before / after is measured on the first
     ``eval_size`` test images at ``angle`` of the checkpoint's data set (else the named
     ``calib_data``); if those cannot be loaded, a warning on stderr and ``compile.evaluation.skipped``
-    say why. ``quiet`` silences data fallbacks.
+    say why. ``quiet`` silences data fallbacks. ``force``: replace an ``out`` that is not an
+    artifact (see ``taugate.artifact.check_destination``).
     """
     from taugate.artifact import write_artifact
     from taugate.nn.checkpoint import load_checkpoint
 
     if calib_size < 1:
         raise TauGateError(f"--calib-size must be >= 1, got {calib_size}")
-    check_destination(out)
+    check_destination(out, force=force)
     model, meta = load_checkpoint(checkpoint)
     n_in = int(meta["sizes"][0])
     prov = dict(meta.get("provenance") or {})
@@ -267,13 +219,11 @@ def compile_checkpoint(
     if evaluate and eval_x is None:
         why = evaluation["skipped"]
         print(f"taugate: warning: accuracy before/after not measured: {why}", file=sys.stderr)
-    layers, tensors, info = compile_model(model, calib_x, cfg, eval_x, eval_y)
-    report = {**info["report"], "calibration": calib_desc, "evaluation": evaluation}
+    spec, report = compile_model(model, calib_x, cfg, eval_x, eval_y)
+    report.update(calibration=calib_desc, evaluation=evaluation, checkpoint=str(checkpoint))
     extra = {
-        "kept_units": info["kept_units"],
-        "original_layers": info["original_layers"],
         "provenance": {**prov, "method": meta["method"], "sizes": meta["sizes"]},
-        "compile": {**report, "checkpoint": str(checkpoint)},
+        "compile": report,
     }
-    write_artifact(out, layers, tensors, extra)
+    write_artifact(out, spec, extra, force=force)
     return extra

@@ -39,6 +39,19 @@ class TrainConfig:
 
 
 ALL_METHODS = ("frozen", "bitfit", "taugate", "gainonly", "tauonly", "lora", "fullft")
+PAPER_TRAIN_IMAGES = 60_000  # the paper's MNIST training set: its protocol's steps per epoch
+
+
+def phase(epochs: int, n_train: int, batch_size: int, floor: bool) -> dict:
+    """Epochs and SGD steps of one training phase. With ``floor``, a data set smaller than the
+    paper's trains more epochs, so that the phase takes at least the paper's step count
+    (``epochs`` x ceil(60000 / batch)); a phase of 0 epochs stays off."""
+    per_epoch = max(1, math.ceil(n_train / batch_size))
+    paper = epochs * math.ceil(PAPER_TRAIN_IMAGES / batch_size)
+    run = epochs
+    if floor and epochs > 0 and epochs * per_epoch < paper:
+        run = math.ceil(paper / per_epoch)
+    return {"asked_epochs": epochs, "epochs": run, "steps": run * per_epoch, "paper_steps": paper}
 
 
 @dataclass
@@ -67,11 +80,24 @@ class ReproduceConfig:
     limit_test: int | None = None  # use only the first N test images (quick runs)
     save_models: bool = True  # write every model as a safetensors checkpoint
     device: str = "auto"  # auto | cpu | cuda | directml | mps
+    paper_steps: bool = (
+        True  # raise epochs so each phase has >= the paper's SGD steps on 60k images
+    )
 
     def __post_init__(self) -> None:
         self.methods = tuple(get_method(m).name for m in self.methods)
         if not self.methods:
             raise TauGateError("at least one method is needed")
+        for name in ("foundation_epochs", "adapt_epochs"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise TauGateError(f"{name} must be an integer >= 0, got {v!r}")
+        if (
+            isinstance(self.batch_size, bool)
+            or not isinstance(self.batch_size, int)
+            or self.batch_size < 1
+        ):
+            raise TauGateError(f"batch size must be an integer >= 1, got {self.batch_size!r}")
         self.hidden = tuple(int(h) for h in self.hidden)
         if not self.hidden or min(self.hidden) < 1:
             raise TauGateError(f"hidden widths must be >= 1, got {self.hidden}")
@@ -93,6 +119,16 @@ class ReproduceConfig:
         return TauGateConfig(
             sharpness=self.sharpness, sparsity=self.sparsity, high_act=self.high_act
         )
+
+    def schedule(self, n_train: int) -> dict:
+        """Epochs and steps of the foundation and adaptation phases on ``n_train`` images (see
+        :func:`phase`); ``raised``: the step floor changed them."""
+        f = phase(self.foundation_epochs, n_train, self.batch_size, self.paper_steps)
+        a = phase(self.adapt_epochs, n_train, self.batch_size, self.paper_steps)
+        raised = f["epochs"] != f["asked_epochs"] or a["epochs"] != a["asked_epochs"]
+        return {"n_train": int(n_train), "paper_images": PAPER_TRAIN_IMAGES,
+                "paper_steps_floor": self.paper_steps, "foundation": f, "adapt": a,
+                "raised": raised}  # fmt: skip
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -1,6 +1,8 @@
-"""Inputs for a model, without torch: an ``.npy`` file, or a data set's split at a rotation angle.
+"""Inputs for a model, without torch: the rules of ``predict`` (:func:`as_batch`), ``.npy`` /
+``.npz`` files, or a data set's split at a rotation angle.
 
-Shared by ``compile`` (calibration / evaluation) and the torch-free ``predict`` and ``bench`` commands.
+Shared by the runtime, ``compile`` (calibration / evaluation) and the ``predict`` and ``bench``
+commands.
 """
 
 from __future__ import annotations
@@ -31,6 +33,46 @@ def as_float32(x: np.ndarray, what: str) -> np.ndarray:
         raise TauGateError(f"{what} dtype {x.dtype} is not supported (need real numbers)")
     with np.errstate(over="ignore", invalid="ignore"):
         return x.astype(np.float32, copy=False)
+
+
+_F32 = np.dtype(np.float32)
+
+
+def as_batch(x, n_in: int) -> np.ndarray:
+    """``x`` as the C-contiguous float32 (B >= 1, n_in) batch every backend takes.
+
+    A 1-D (n_in,) vector is a batch of one; float, integer and bool inputs are converted (values
+    beyond float32 become inf, refused by the finiteness check of the kernels); complex, object
+    and string inputs, a wrong rank or feature count and an empty batch are errors; a
+    non-contiguous array is copied. An array that is already right is returned as is (fast).
+    """
+    if (
+        type(x) is np.ndarray
+        and x.dtype is _F32
+        and x.ndim == 2
+        and x.shape[1] == n_in
+        and x.shape[0]
+        and x.flags.c_contiguous
+    ):
+        return x  # the hot path: already what every backend takes
+    if type(x) is not np.ndarray:
+        try:
+            x = np.asarray(x)
+        except (TypeError, ValueError) as e:
+            raise TauGateError(f"input is not a numeric array: {e}") from None
+    if x.dtype != _F32:
+        x = as_float32(x, "input")
+    if x.ndim == 1:
+        x = x.reshape(1, -1)  # (n_in,) -> (1, n_in)
+    elif x.ndim != 2:
+        raise TauGateError(
+            f"input must be 2-D (batch, {n_in}) or 1-D ({n_in},), got shape {x.shape}"
+        )
+    if x.shape[1] != n_in:
+        raise TauGateError(f"input has {x.shape[1]} features per row, expected {n_in}")
+    if x.shape[0] == 0:
+        raise TauGateError("input batch is empty (0 rows)")
+    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
 
 
 def load_inputs(path: str | Path, n_in: int) -> np.ndarray:

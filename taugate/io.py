@@ -1,7 +1,12 @@
-"""Atomic file writes: a reader never sees a half-written file (temp file in the same dir + os.replace).
+"""Atomic file writes, and the rule that no command overwrites what it did not write.
 
-The writers write through a symlink to its target, and refuse an existing path that is not a
-regular file (a directory, FIFO, device or socket is never replaced by a regular file).
+The writers put a temp file in the same dir and ``os.replace`` it, so a reader never sees a
+half-written file; they write through a symlink to its target, and refuse an existing path that is
+not a regular file (a directory, FIFO, device or socket is never replaced by a regular file).
+
+Ownership: an output folder is a command's when it holds that command's marker file
+(:func:`claim_output_dir`); an output file when it says who wrote it (:func:`check_owned_file`).
+Anything else that exists is refused unless the user passes ``--force``.
 """
 
 from __future__ import annotations
@@ -147,3 +152,49 @@ def atomic_write_json(path: str | os.PathLike, obj) -> Path:
     """Strict JSON (RFC 8259): NaN and inf are written as ``null``."""
     text = json.dumps(json_safe(obj), indent=2, sort_keys=False, allow_nan=False)
     return atomic_write_text(path, text + "\n")
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def claim_output_dir(path: str | os.PathLike, marker: str, command: str,
+                     is_ours: Callable[[object], bool], *, force: bool = False):  # fmt: skip
+    """Make ``path`` the output folder of ``command``; return the parsed ``marker`` file if the
+    folder is already one of its runs (else None).
+
+    Accepted: a new or empty folder, or one whose ``marker`` (JSON) passes ``is_ours``. Any other
+    existing folder is refused unless ``force``; a file at ``path`` always is."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise TauGateError(f"output folder {p} exists and is not a directory")
+    ensure_writable_dir(p)
+    prev = _read_json(p / marker) if (p / marker).is_file() else None
+    if prev is not None and is_ours(prev):
+        return prev
+    if force or not any(p.iterdir()):
+        return None
+    raise TauGateError(
+        f"{p} exists and was not written by {command} (it holds no {marker} of one); refusing to "
+        "write into it: choose a new or empty folder, or pass --force"
+    )
+
+
+def check_owned_file(
+    path: str | os.PathLike, written_by: str | None, *, force: bool = False
+) -> Path:
+    """:func:`check_output_file`, and refuse an existing file unless ``force`` or it is a JSON
+    object whose ``written_by`` is ``written_by`` (None: no file can be recognised)."""
+    target = check_output_file(path)
+    if target.exists() and not force:
+        d = _read_json(target) if written_by is not None else None
+        if not (isinstance(d, dict) and d.get("written_by") == written_by):
+            who = f"by {written_by}" if written_by else "by this command"
+            raise TauGateError(
+                f"{path} exists and was not written {who}; refusing to overwrite it (pass --force "
+                "to replace it)"
+            )
+    return target

@@ -10,8 +10,24 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from taugate.artifact import MANIFEST, WEIGHTS, read_artifact, write_artifact
+from taugate.artifact import MANIFEST, WEIGHTS, manifest_of, read_artifact, write_artifact
 from taugate.errors import TauGateError
+from taugate.spec import ModelSpec
+
+
+def write(path, layers, tensors, extra=None, **kw):
+    """write_artifact of a layer list + tensors + manifest extras (with the compaction keys)."""
+    extra = dict(extra or {})
+    spec = ModelSpec.from_tensors(layers, tensors, cast=True,
+                                  kept_units=extra.pop("kept_units", None),
+                                  original_layers=extra.pop("original_layers", None))  # fmt: skip
+    return write_artifact(path, spec, extra, **kw)
+
+
+def read(path):
+    """(manifest without the sha256, tensors) of the artifact at ``path``."""
+    spec, extra = read_artifact(path)
+    return manifest_of(spec, extra), spec.tensors()
 
 
 def small_model(seed: int = 0, sizes=(5, 4, 3, 2)):
@@ -32,7 +48,7 @@ def small_model(seed: int = 0, sizes=(5, 4, 3, 2)):
 @pytest.fixture
 def art(tmp_path):
     layers, tensors = small_model()
-    return write_artifact(tmp_path / "m.taugate", layers, tensors)
+    return write(tmp_path / "m.taugate", layers, tensors)
 
 
 def edit_manifest(path, **changes):
@@ -59,10 +75,10 @@ def test_round_trip_keeps_tensors_and_extra(tmp_path):
         "provenance": {"dataset": "mnist", "seed": 3},
         "compile": {"accuracy_before": 0.9, "accuracy_after": 0.9},
     }
-    p = write_artifact(tmp_path / "m.taugate", layers, tensors, extra)
+    p = write(tmp_path / "m.taugate", layers, tensors, extra)
     assert sorted(os.listdir(p)) == [MANIFEST, WEIGHTS]
     assert os.listdir(tmp_path) == ["m.taugate"]  # no temp dirs left behind
-    manifest, got = read_artifact(p)
+    manifest, got = read(p)
     assert manifest["format"] == "taugate-mlp" and manifest["version"] == 1
     assert manifest["layers"] == layers
     for k, v in extra.items():
@@ -75,10 +91,10 @@ def test_round_trip_keeps_tensors_and_extra(tmp_path):
 
 def test_write_casts_float64_and_overwrites_an_artifact(tmp_path):
     layers, tensors = small_model()
-    p = write_artifact(tmp_path / "m.taugate", layers, tensors)
+    p = write(tmp_path / "m.taugate", layers, tensors)
     doubled = {k: (2 * v).astype(np.float64) for k, v in tensors.items()}
-    write_artifact(p, layers, doubled)
-    _, got = read_artifact(p)
+    write(p, layers, doubled)
+    _, got = read(p)
     np.testing.assert_allclose(got["layers.0.weight"], 2 * tensors["layers.0.weight"])
     assert os.listdir(tmp_path) == ["m.taugate"]
 
@@ -88,14 +104,14 @@ def test_tampered_weights_fail_the_checksum(art):
     data[-1] ^= 0xFF
     (art / WEIGHTS).write_bytes(bytes(data))
     with pytest.raises(TauGateError, match=r"weights\.safetensors.*sha256"):
-        read_artifact(art)
+        read(art)
 
 
 def test_garbage_weights_with_matching_checksum(art):
     (art / WEIGHTS).write_bytes(b"not a safetensors file at all")
     edit_manifest(art, weights_sha256=hashlib.sha256((art / WEIGHTS).read_bytes()).hexdigest())
     with pytest.raises(TauGateError, match=r"weights\.safetensors: not a valid safetensors"):
-        read_artifact(art)
+        read(art)
 
 
 def test_missing_tensor(art):
@@ -103,7 +119,7 @@ def test_missing_tensor(art):
     del tensors["layers.1.tau"]
     rewrite_weights(art, tensors)
     with pytest.raises(TauGateError, match=r"missing tensor 'layers\.1\.tau'"):
-        read_artifact(art)
+        read(art)
 
 
 def test_shape_disagreeing_with_manifest(art):
@@ -113,7 +129,7 @@ def test_shape_disagreeing_with_manifest(art):
     with pytest.raises(
         TauGateError, match=r"'layers\.1\.weight' has shape \(3, 5\), expected \(3, 4\)"
     ):
-        read_artifact(art)
+        read(art)
 
 
 @pytest.mark.parametrize(
@@ -129,7 +145,7 @@ def test_bad_tensors(art, change, pattern):
     tensors.update(change)
     rewrite_weights(art, tensors)
     with pytest.raises(TauGateError, match=pattern):
-        read_artifact(art)
+        read(art)
 
 
 @pytest.mark.parametrize(
@@ -146,13 +162,13 @@ def test_bad_tensors(art, change, pattern):
 def test_bad_manifest(art, changes, pattern):
     edit_manifest(art, **changes)
     with pytest.raises(TauGateError, match=pattern):
-        read_artifact(art)
+        read(art)
 
 
 def test_manifest_not_json(art):
     (art / MANIFEST).write_text("{not json")
     with pytest.raises(TauGateError, match=r"manifest\.json: not valid JSON"):
-        read_artifact(art)
+        read(art)
 
 
 @pytest.mark.parametrize(
@@ -172,47 +188,58 @@ def test_bad_layer_entries_on_read_and_write(art, tmp_path, index, entry, patter
     layers[index] = entry
     edit_manifest(art, layers=layers)
     with pytest.raises(TauGateError, match=pattern):
-        read_artifact(art)
+        read(art)
     with pytest.raises(TauGateError, match=pattern):
-        write_artifact(tmp_path / "other.taugate", layers, tensors)
+        write(tmp_path / "other.taugate", layers, tensors)
 
 
 def test_paths_that_are_not_artifacts(tmp_path):
     with pytest.raises(TauGateError, match="does not exist"):
-        read_artifact(tmp_path / "nope.taugate")
+        read(tmp_path / "nope.taugate")
     (tmp_path / "file").write_text("x")
     with pytest.raises(TauGateError, match="not a directory"):
-        read_artifact(tmp_path / "file")
+        read(tmp_path / "file")
     (tmp_path / "half.taugate").mkdir()
     (tmp_path / "half.taugate" / MANIFEST).write_text("{}")
     with pytest.raises(TauGateError, match="has no weights.safetensors"):
-        read_artifact(tmp_path / "half.taugate")
+        read(tmp_path / "half.taugate")
 
 
 def test_write_refuses_to_clobber_other_things(tmp_path):
     layers, tensors = small_model()
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "precious.txt").write_text("keep me")
-    with pytest.raises(TauGateError, match="not a TauGate artifact"):
-        write_artifact(tmp_path / "data", layers, tensors)
+    for force in (False, True):  # a folder with other files is never replaced
+        with pytest.raises(TauGateError, match="not part of an artifact.*even with --force"):
+            write(tmp_path / "data", layers, tensors, force=force)
     assert (tmp_path / "data" / "precious.txt").read_text() == "keep me"
     (tmp_path / "file").write_text("x")
-    with pytest.raises(TauGateError, match="not a TauGate artifact"):
-        write_artifact(tmp_path / "file", layers, tensors)
+    with pytest.raises(TauGateError, match="not written by taugate.*--force"):
+        write(tmp_path / "file", layers, tensors)
+    assert (tmp_path / "file").read_text() == "x"
+    write(tmp_path / "file", layers, tensors, force=True)  # the user said so
+    assert read(tmp_path / "file")[0]["layers"] == layers
+    fake = tmp_path / "fake.taugate"  # artifact file names, but not taugate's manifest
+    fake.mkdir()
+    (fake / MANIFEST).write_text('{"format": "other"}')
+    with pytest.raises(TauGateError, match="not written by taugate"):
+        write(fake, layers, tensors)
+    write(fake, layers, tensors, force=True)
+    assert read(fake)[0]["format"] == "taugate-mlp"
 
 
 def test_write_validates_before_writing(tmp_path):
     layers, tensors = small_model()
     bad = dict(tensors, **{"layers.0.weight": np.full((4, 5), np.inf, np.float32)})
     with pytest.raises(TauGateError, match=r"'layers\.0\.weight' contains NaN or inf"):
-        write_artifact(tmp_path / "m.taugate", layers, bad)
+        write(tmp_path / "m.taugate", layers, bad)
     with pytest.raises(TauGateError, match="reserved"):
-        write_artifact(tmp_path / "m.taugate", layers, tensors, {"version": 7})
+        write(tmp_path / "m.taugate", layers, tensors, {"version": 7})
     kept = {"kept_units": [[0, 1, 1, 2], [0, 1, 2]], "original_layers": layers}
     with pytest.raises(TauGateError, match=r"kept_units\[0\]"):
-        write_artifact(tmp_path / "m.taugate", layers, tensors, kept)
+        write(tmp_path / "m.taugate", layers, tensors, kept)
     with pytest.raises(TauGateError, match="JSON"):
-        write_artifact(tmp_path / "m.taugate", layers, tensors, {"provenance": {"x": object()}})
+        write(tmp_path / "m.taugate", layers, tensors, {"provenance": {"x": object()}})
     assert os.listdir(tmp_path) == []
 
 
@@ -225,7 +252,7 @@ def test_crash_mid_write_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(safetensors.numpy, "save_file", boom)
     layers, tensors = small_model()
     with pytest.raises(TauGateError, match="No space left"):
-        write_artifact(tmp_path / "m.taugate", layers, tensors)
+        write(tmp_path / "m.taugate", layers, tensors)
     assert os.listdir(tmp_path) == []
 
 
@@ -233,7 +260,7 @@ def test_output_under_a_file_is_unwritable(tmp_path):
     (tmp_path / "file").write_text("x")
     layers, tensors = small_model()
     with pytest.raises(TauGateError, match="not writable"):
-        write_artifact(tmp_path / "file" / "m.taugate", layers, tensors)
+        write(tmp_path / "file" / "m.taugate", layers, tensors)
 
 
 def test_unwritable_output_dir(tmp_path):
@@ -245,6 +272,6 @@ def test_unwritable_output_dir(tmp_path):
             pytest.skip("running as a user (e.g. root) who can write anyway")
         layers, tensors = small_model()
         with pytest.raises(TauGateError, match="not writable"):
-            write_artifact(locked / "m.taugate", layers, tensors)
+            write(locked / "m.taugate", layers, tensors)
     finally:
         locked.chmod(0o700)

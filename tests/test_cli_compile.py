@@ -183,8 +183,8 @@ def test_output_is_checked_before_any_work(files, tmp_path, capsys, monkeypatch)
     busy.mkdir()
     (busy / "notes.txt").write_text("keep me")
     for out, message in [
-        (blocker, "exists and is not a TauGate artifact"),
-        (busy, "exists and is not a TauGate artifact"),
+        (blocker, "exists and was not written by taugate"),
+        (busy, "holding files that are not part of an artifact"),
         (blocker / "m.taugate", "file is not writable (it is not a directory)"),
         (blocker / "sub" / "m.taugate", "file is not writable"),
     ]:

@@ -13,7 +13,7 @@ def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     args = ["reproduce", "--dataset", "digits", "--hidden", "24,24", "--seeds", "1", "--methods",
             "taugate,lora", "--no-overlap", "--limit-train", "600", "--foundation-epochs", "4",
-            "--out", str(out), "-q", "--device", "cpu"]  # fmt: skip
+            "--out", str(out), "-q", "--device", "cpu", "--no-paper-steps"]  # fmt: skip
     assert main(args) == 0
     return out
 

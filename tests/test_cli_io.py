@@ -200,7 +200,12 @@ def test_predict_output_through_a_symlink_and_not_onto_a_fifo(model64, tmp_path,
     np.save(tmp_path / "x.npy", np.ones((2, 64)))
     (tmp_path / "real.npy").write_bytes(b"old")
     (tmp_path / "link.npy").symlink_to(tmp_path / "real.npy")
-    assert _predict(model64, tmp_path / "x.npy", tmp_path / "link.npy") == 0
+    assert _predict(model64, tmp_path / "x.npy", tmp_path / "link.npy") == 2  # exists: refused
+    assert (
+        "exists and was not written" in _err(capsys)
+        and (tmp_path / "real.npy").read_bytes() == b"old"
+    )
+    assert _predict(model64, tmp_path / "x.npy", tmp_path / "link.npy", "--force") == 0
     assert (tmp_path / "link.npy").is_symlink()
     assert np.load(tmp_path / "real.npy").shape == (2, 10)
     capsys.readouterr()

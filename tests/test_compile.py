@@ -68,22 +68,19 @@ def _close(a, b, atol=1e-4):
 def test_every_method_compiles_to_the_same_function(method, compact):
     model = _perturbed([20, 16, 12, 5], method)
     x = np.random.default_rng(0).normal(size=(64, 20)).astype(np.float32)
-    layers, tensors, info = compile_model(model, x, CompileConfig(compact=compact))
-    compiled = CompiledModel.from_arrays(
-        layers, tensors, {k: info[k] for k in ("kept_units", "original_layers")}
-    )
+    spec, _ = compile_model(model, x, CompileConfig(compact=compact))
+    compiled = CompiledModel(spec)
     ref = _torch_hard(model, x)  # compaction is exact on the calibration inputs themselves
     for backend in BACKENDS:
         _close(compiled.predict(x, backend=backend), ref)
-    gated = [e["gated"] for e in layers]
+    gated = [e.gated for e in spec.layers]
     assert gated == [method in ("taugate", "tauonly")] * 2 + [False]
 
 
 def test_gains_are_folded_into_the_next_layer():
     model = _perturbed([6, 4, 3], "gainonly", gamma_range=(2.0, 3.0))
-    layers, tensors, _ = compile_model(
-        model, np.ones((4, 6), np.float32), CompileConfig(compact=False)
-    )
+    spec, _ = compile_model(model, np.ones((4, 6), np.float32), CompileConfig(compact=False))
+    tensors = spec.tensors()
     gamma = gates(model)[0][1].gamma.detach().numpy()
     w1 = model[2].weight.detach().numpy()
     np.testing.assert_allclose(tensors["layers.1.weight"], w1 * gamma[None, :], rtol=1e-6)
@@ -95,14 +92,13 @@ def test_units_that_never_fire_are_removed():
     with torch.no_grad():
         gates(model)[0][1].tau[[1, 5]] = 1e6  # these two can never fire
     x = np.random.default_rng(1).normal(size=(300, 10)).astype(np.float32)
-    layers, tensors, info = compile_model(model, x)
-    assert 1 not in info["kept_units"][0] and 5 not in info["kept_units"][0]
-    assert layers[0]["out"] == len(info["kept_units"][0]) <= 6
-    assert layers[1]["in"] == layers[0]["out"]
-    assert info["report"]["units_original"] == [8, 6]
-    compiled = CompiledModel.from_arrays(
-        layers, tensors, {k: info[k] for k in ("kept_units", "original_layers")}
-    )
+    spec, report = compile_model(model, x)
+    kept = spec.kept_units[0].tolist()
+    assert 1 not in kept and 5 not in kept
+    assert spec.layers[0].n_out == len(kept) <= 6
+    assert spec.layers[1].n_in == spec.layers[0].n_out
+    assert report["units_original"] == [8, 6] and spec.original_sizes == [10, 8, 6, 3]
+    compiled = CompiledModel(spec)
     x_new = np.random.default_rng(2).normal(size=(50, 10)).astype(np.float32)
     for backend in BACKENDS:  # the removed units cannot fire on any input, so this is exact
         _close(compiled.predict(x_new, backend=backend), _torch_hard(model, x_new))
@@ -111,8 +107,8 @@ def test_units_that_never_fire_are_removed():
 def test_min_rate_drops_rare_units():
     model = _perturbed([10, 32, 3], "taugate", tau_range=(0.0, 1.5))
     x = np.random.default_rng(3).normal(size=(400, 10)).astype(np.float32)
-    never = compile_model(model, x)[2]["report"]["units_kept"][0]
-    rare = compile_model(model, x, CompileConfig(min_rate=0.2))[2]["report"]["units_kept"][0]
+    never = compile_model(model, x)[1]["units_kept"][0]
+    rare = compile_model(model, x, CompileConfig(min_rate=0.2))[1]["units_kept"][0]
     assert rare < never
 
 
@@ -141,10 +137,8 @@ def test_property_runtime_equals_torch_hard_gates(width, depth, batch, tau, seed
     model = _perturbed(sizes, "taugate", seed=seed, tau_range=ranges[tau])
     x = np.random.default_rng(seed).normal(size=(batch, 17)).astype(np.float32)
     _separate_ties(model, x)
-    layers, tensors, info = compile_model(model, x, CompileConfig(compact=bool(seed % 2)))
-    compiled = CompiledModel.from_arrays(
-        layers, tensors, {k: info[k] for k in ("kept_units", "original_layers")}
-    )
+    spec, _ = compile_model(model, x, CompileConfig(compact=bool(seed % 2)))
+    compiled = CompiledModel(spec)
     ref = _torch_hard(model, x)
     for backend in BACKENDS:
         _close(compiled.predict(x, backend=backend), ref)
@@ -255,9 +249,9 @@ def test_dropout_identity_flatten_and_nesting_compile_to_the_eval_function():
     model.train()
     x = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
     y = np.zeros(40, np.int64)
-    layers, tensors, info = compile_model(model, x, CompileConfig(compact=False), x, y)
+    spec, report = compile_model(model, x, CompileConfig(compact=False), x, y)
     assert model.training and not gates(model)[0][1].hard  # modes restored after the check
-    assert [e["gated"] for e in layers] == [True, False, False]
-    assert info["report"]["max_abs_diff_vs_torch"] < 1e-4
+    assert [e.gated for e in spec.layers] == [True, False, False]
+    assert report["max_abs_diff_vs_torch"] < 1e-4
     model.eval()
-    _close(CompiledModel.from_arrays(layers, tensors).predict(x), _torch_hard(model, x))
+    _close(CompiledModel(spec).predict(x), _torch_hard(model, x))

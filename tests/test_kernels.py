@@ -111,7 +111,7 @@ def test_every_backend_matches_the_reference(case):
     for backend in BACKENDS:
         for threads in THREADS:
             assert_close(model.predict(x, backend=backend, threads=threads), ref)
-    packed = model._packed
+    packed = model.kernel("rowskip").packed
     for parallel in (False, True):
         out, counts = rowskip.forward(packed, x[:1], parallel=parallel)
         assert_close(out, ref[:1])
@@ -147,7 +147,7 @@ def test_rows_with_and_without_active_units():
 def test_batch_one_and_batched_paths_agree():
     layers, tensors = build([300, 200, 100, 7], ["pos", "mixed"], seed=3)
     x = np.random.default_rng(0).standard_normal((40, 300)).astype(np.float32)
-    packed = CompiledModel.from_arrays(layers, tensors)._packed
+    packed = CompiledModel.from_arrays(layers, tensors).kernel("rowskip").packed
     batched, counts = rowskip.forward(packed, x)
     for parallel in (False, True):
         for r in range(len(x)):

@@ -46,7 +46,7 @@ def test_threaded_batch_one_path_splits_every_layer(monkeypatch_layers, case):
     tensors = separate_ties(layers, tensors, x)
     ref = reference_forward(layers, tensors, x)
     masks = reference_active(layers, tensors, x)
-    packed = CompiledModel.from_arrays(layers, tensors)._packed
+    packed = CompiledModel.from_arrays(layers, tensors).kernel("rowskip").packed
     for r in range(len(x)):
         out, counts = rowskip.run(packed, x[r : r + 1], True, True, nth)
         assert_close(out, ref[r : r + 1])
@@ -71,7 +71,7 @@ def test_paths_report_input_nonzeros_and_active_counts():
     x[:, ::3] = 0.0
     x[1] = 0.0
     masks = reference_active(layers, tensors, x)
-    packed = CompiledModel.from_arrays(layers, tensors)._packed
+    packed = CompiledModel.from_arrays(layers, tensors).kernel("rowskip").packed
     expected = [[int(np.count_nonzero(x[r]))] + [int(m[r].sum()) for m in masks] for r in range(6)]
     assert rowskip.forward(packed, x)[1].tolist() == expected  # batched
     for parallel in (False, True):
@@ -83,7 +83,7 @@ def test_forward_checks_threads_and_restores_the_thread_count():
     import numba
 
     layers, tensors = build([8, 6, 3], ["pos"], seed=0)
-    packed = CompiledModel.from_arrays(layers, tensors)._packed
+    packed = CompiledModel.from_arrays(layers, tensors).kernel("rowskip").packed
     x = np.ones((2, 8), np.float32)
     top = numba.config.NUMBA_NUM_THREADS
     for bad in (0, top + 1, 1.5, "2"):
@@ -98,7 +98,7 @@ def test_single_layer_model_on_every_path():
     layers, tensors = build([37, 9], [], seed=4)
     x = np.random.default_rng(0).standard_normal((4, 37)).astype(np.float32)
     ref = reference_forward(layers, tensors, x)
-    packed = CompiledModel.from_arrays(layers, tensors)._packed
+    packed = CompiledModel.from_arrays(layers, tensors).kernel("rowskip").packed
     assert_close(rowskip.run(packed, x, False, True, 2)[0], ref)
     for parallel, nth in ((False, 1), (True, 2), (True, 5)):
         for r in range(4):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +12,6 @@ import numba
 import numpy as np
 import pytest
 
-from taugate.artifact import write_artifact
 from taugate.errors import TauGateError
 from taugate.kernels import rowskip
 from taugate.runtime import BACKENDS, CompiledModel, load, random_model
@@ -177,7 +177,8 @@ def test_dense_scatters_a_compacted_model_back_to_full_size(tmp_path):
         assert s["work_cap"] == pytest.approx(
             reference_work_cap(model.layers, model.tensors, x, orig_layers)
         )
-    full = model._full[0][1]  # (in, out) of layer 1 at full size: zeros outside kept units
+    full = model.spec.uncompacted().weights[1].T  # (in, out) of layer 1 at full size: zeros
+    # outside the kept units
     assert full.shape == (8, 5) and not full[[1, 4, 5, 6]].any() and not full[:, [0, 2, 3]].any()
     again = load(model.save(tmp_path / "c.taugate"))
     assert again.manifest["kept_units"] == [[0, 2, 3, 7], [1, 4]]
@@ -185,13 +186,17 @@ def test_dense_scatters_a_compacted_model_back_to_full_size(tmp_path):
 
 
 def test_load_from_disk(tmp_path, model, x):
-    path = write_artifact(
-        tmp_path / "m.taugate", model.layers, model.tensors, {"provenance": {"seed": 7}}
+    path = CompiledModel.from_arrays(model.layers, model.tensors, {"provenance": {"seed": 7}}).save(
+        tmp_path / "m.taugate"
     )
     loaded = load(path)
     assert loaded.sizes == [20, 16, 12, 3] and loaded.layers == model.layers
     assert loaded.manifest["provenance"] == {"seed": 7} and loaded.path == path
-    assert "weights_sha256" in loaded.manifest
+    on_disk = json.loads((path / "manifest.json").read_text())
+    assert (
+        "weights_sha256" in on_disk
+        and {**loaded.manifest, "weights_sha256": on_disk["weights_sha256"]} == on_disk
+    )
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
     with pytest.raises(TauGateError, match="does not exist"):
         load(tmp_path / "missing.taugate")

@@ -5,13 +5,17 @@ import json
 
 import pytest
 
-from taugate.bench import cell as cell_mod
-from taugate.bench.sweep import SweepConfig, run_sweep
+from taugate.sweep import cells as cell_mod
+from taugate.sweep.config import SweepConfig
+from taugate.sweep.run import run_sweep
 from taugate.cli import main
 from taugate.errors import TauGateError
 
+BACKENDS = ("torch", "torch-soft", "torch-hard", "onnxruntime", "dense", "compact", "rowskip",
+            "scipy-sparse")  # fmt: skip
 TINY = dict(dataset="digits", widths=(12,), lambdas=(0.0, 0.05), seeds=2, batch_sizes=(1, 3),
-            rounds=3, foundation_epochs=6, limit_test=120)  # fmt: skip
+            rounds=3, foundation_epochs=6, limit_test=120, paper_steps=False,
+            backends=BACKENDS)  # fmt: skip
 DETERMINISTIC = ("width", "lambda", "seed", "backend", "batch", "acc_0_soft", "acc_angle_soft", "acc_0_hard",
                  "acc_angle_hard", "acc_0_compiled", "acc_angle_compiled", "active_L1", "active_L2",
                  "units_kept")  # fmt: skip
@@ -25,13 +29,13 @@ def _table(out):
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("full")
-    rows = run_sweep(SweepConfig(**TINY, sample_seconds=0.0005), out, quiet=True)
+    rows = run_sweep(SweepConfig.from_flat(**TINY, sample_seconds=0.0005), out, quiet=True)
     return out, rows
 
 
 def test_outputs(full_run):
     out, rows = full_run
-    assert len(rows) == 2 * 2 * 7 * 2  # lambdas x seeds x backends x batch sizes
+    assert len(rows) == 2 * 2 * len(BACKENDS) * 2  # lambdas x seeds x backends x batch sizes
     for rel in ("sweep.csv", "sweep.json", "summary.md", "sweep_config.json", "figures/pareto.png",
                 "figures/pareto.pdf", "figures/speedup_vs_active.png", "figures/latency_vs_batch.pdf"):  # fmt: skip
         assert (out / rel).stat().st_size > 0, rel
@@ -44,8 +48,7 @@ def test_outputs(full_run):
     assert len(list((out / "foundations").glob("*.safetensors"))) == 2  # one per seed, reused
     r = rows[0]
     assert 0 <= r["active_mean"] <= 1 and r["work_cap"] >= 1 and r["median_ms"] > 0
-    assert {row["backend"] for row in rows} == {"torch", "torch-soft", "torch-hard", "dense", "compact",
-                                                "rowskip", "scipy-sparse"}  # fmt: skip
+    assert {row["backend"] for row in rows} == set(BACKENDS)
     assert "±" in (out / "summary.md").read_text()
 
 
@@ -57,7 +60,7 @@ def test_hard_and_compiled_accuracy_agree(full_run):
 
 def test_interrupted_sweep_resumes_to_the_same_table(full_run, tmp_path, monkeypatch):
     out = tmp_path / "interrupted"
-    cfg = SweepConfig(**TINY, sample_seconds=0.0005)
+    cfg = SweepConfig.from_flat(**TINY, sample_seconds=0.0005)
     real_run = cell_mod.CellRunner.run
     calls = []
 
@@ -84,12 +87,12 @@ def test_interrupted_sweep_resumes_to_the_same_table(full_run, tmp_path, monkeyp
 def test_rerun_with_same_arguments_skips_everything(full_run, monkeypatch):
     out, _ = full_run
     monkeypatch.setattr(cell_mod.CellRunner, "run", lambda *a: pytest.fail("cell recomputed"))
-    run_sweep(SweepConfig(**TINY, sample_seconds=0.0005), out, quiet=True)
+    run_sweep(SweepConfig.from_flat(**TINY, sample_seconds=0.0005), out, quiet=True)
 
 
 def test_different_arguments_are_refused_unless_resume_or_force(full_run, tmp_path, monkeypatch):
     out, _ = full_run
-    changed = SweepConfig(**{**TINY, "lambdas": (0.0, 0.05, 0.1)}, sample_seconds=0.0005)
+    changed = SweepConfig.from_flat(**{**TINY, "lambdas": (0.0, 0.05, 0.1)}, sample_seconds=0.0005)
     with pytest.raises(TauGateError, match=r"different arguments \(lambdas\).*--resume.*--force"):
         run_sweep(changed, out, quiet=True)
     calls = []
@@ -114,7 +117,7 @@ def test_different_arguments_are_refused_unless_resume_or_force(full_run, tmp_pa
 )
 def test_config_errors(kw, message):
     with pytest.raises(TauGateError, match=message):
-        SweepConfig(**kw)
+        SweepConfig.from_flat(**kw)
 
 
 @pytest.mark.parametrize(
@@ -154,11 +157,9 @@ def test_timing_tolerates_a_module_that_compaction_changed():
         gates(module)[0][1].tau[0] = 2.0
         module[2].weight[:, 0] = 5.0
     calib = -np.abs(np.random.default_rng(0).normal(size=(50, 6))).astype(np.float32)
-    layers, tensors, info = compile_model(module, calib)
-    compiled = CompiledModel.from_arrays(
-        layers, tensors, {k: info[k] for k in ("kept_units", "original_layers")}
-    )
-    assert 0 not in info["kept_units"][0]
+    spec, _ = compile_model(module, calib)
+    compiled = CompiledModel(spec)
+    assert 0 not in spec.kept_units[0]
     x = np.abs(np.random.default_rng(1).normal(size=(20, 6))).astype(np.float32) * 3  # unit 0 fires
     rows, _ = bench_model(compiled, x, (1, 4), ("torch", "torch-hard", "dense", "rowskip"),
                           timing=TimingConfig(rounds=3, sample_seconds=0.0005), module=module)  # fmt: skip
@@ -166,7 +167,7 @@ def test_timing_tolerates_a_module_that_compaction_changed():
 
 
 def test_force_recomputes_every_cell(tmp_path, monkeypatch):
-    cfg = SweepConfig(
+    cfg = SweepConfig.from_flat(
         **{**TINY, "seeds": 1, "lambdas": (0.0,), "batch_sizes": (1,)}, sample_seconds=0.0005
     )
     run_sweep(cfg, tmp_path, quiet=True)

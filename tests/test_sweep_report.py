@@ -7,19 +7,19 @@ import random
 
 import pytest
 
-from taugate.bench import figures
-from taugate.bench.report import (
-    BACKENDS,
+from taugate.sweep import figures
+from taugate.sweep.figures import (
     plot_latency_vs_batch,
     plot_pareto,
     plot_speedup_vs_active,
-    summarise,
-    summary_markdown,
-    work_cap,
     write_figures,
-    write_summary,
 )
+from taugate.sweep.stats import summarise, work_cap
+from taugate.sweep.summary import summary_markdown, write_summary
+from taugate import backends as registry
 from taugate.errors import TauGateError
+
+BACKENDS = registry.names()  # the report order is the registry's
 
 SEEDS, LAMBDAS, BATCHES = (0, 1), (0.01, 0.1), (1, 64)
 SLOW = {(0.01, 64), (0.1, 1)}  # rowskip >= compact: slower at (0.01, 64), equal at (0.1, 1)

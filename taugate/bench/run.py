@@ -8,109 +8,15 @@ cap that row skipping reached. Outputs of all backends are checked to agree befo
 from __future__ import annotations
 
 import dataclasses
-import os
-import platform
 import time
-from contextlib import contextmanager
 
 import numpy as np
 
+from taugate import backends as registry
 from taugate.bench.backends import make_fns, to_numpy
+from taugate.bench.machine import thread_limit
 from taugate.bench.timing import TimingConfig, time_interleaved
 from taugate.errors import TauGateError
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info(threads: int | None = None) -> dict:
-    """CPU, cores, threads, Numba threading layer, BLAS and software versions."""
-    import numba
-    import scipy
-
-    info = {
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "threads": threads or numba.get_num_threads(),
-        "platform": platform.platform(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
-        "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT", "unset"),
-    }
-    try:
-        info["numba_threading_layer"] = numba.threading_layer()
-    except ValueError:  # no parallel kernel has run yet
-        info["numba_threading_layer"] = f"not initialised ({numba.config.THREADING_LAYER})"
-    try:
-        from threadpoolctl import threadpool_info
-
-        with thread_limit(threads):  # report the BLAS threads the timings ran with
-            blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
-        info["blas"] = ", ".join(
-            f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads)"
-            for p in blas
-        )
-    except Exception:  # threadpoolctl missing or failing: say so, do not fail the benchmark
-        info["blas"] = "unknown"
-    versions = {"python": platform.python_version(), "numpy": np.__version__,
-                "numba": numba.__version__, "scipy": scipy.__version__}  # fmt: skip
-    try:
-        import torch
-
-        versions["torch"] = torch.__version__
-        info["torch_threads"] = torch.get_num_threads()
-    except ImportError:
-        pass
-    from taugate import __version__
-
-    versions["taugate"] = __version__
-    info["versions"] = versions
-    return info
-
-
-@contextmanager
-def thread_limit(threads: int | None):
-    """Use ``threads`` for Numba, torch and BLAS inside the block (None: leave as is)."""
-    if threads is None:
-        yield
-        return
-    import numba
-
-    if not 1 <= threads <= numba.config.NUMBA_NUM_THREADS:
-        raise TauGateError(
-            f"--threads must be from 1 to {numba.config.NUMBA_NUM_THREADS}, got {threads}"
-        )
-    old_nb = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    torch_old = None
-    try:
-        import torch
-
-        torch_old = torch.get_num_threads()
-        torch.set_num_threads(threads)
-    except ImportError:
-        torch = None
-    try:
-        from threadpoolctl import threadpool_limits
-
-        limiter = threadpool_limits(limits=threads)
-    except ImportError:
-        limiter = None
-    try:
-        yield
-    finally:
-        numba.set_num_threads(old_nb)
-        if torch_old is not None:
-            torch.set_num_threads(torch_old)
-        if limiter is not None:
-            limiter.restore_original_limits()
 
 
 def batch_inputs(pool: np.ndarray, batch: int) -> np.ndarray:
@@ -136,10 +42,12 @@ def _cycling_fns(model, inputs, batch, backends, module, threads):
         module,
         threads,
     )
+    same = [n for n in fns if not registry.get(n).needs_module]
     for _ in range(n_variants):  # the backends cycle in lockstep: call k of each is input k
+        outs = {n: to_numpy(f()) for n, f in fns.items()}
         # the trained module (torch-soft / torch-hard) is not the compiled function: compaction may
         # drop a unit that never fired on the calibration set; its accuracy is reported instead
-        check_agreement({n: to_numpy(f()) for n, f in fns.items() if not n.startswith("torch-")})
+        check_agreement({n: outs[n] for n in same})
     return fns, x_all
 
 

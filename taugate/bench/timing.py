@@ -12,6 +12,11 @@ from the backend being timed; the lead calls wake this backend's own workers (a 
 virtual machine can take a millisecond) and bring its weights back into the caches that the other
 backends flushed. Each backend is thus timed in the steady state of back-to-back calls, as a server
 answering a stream of requests would run it, undisturbed by the others.
+
+Why not pytest-benchmark or ``timeit`` alone: they time one callable after another, so on a noisy
+2-core machine a slow minute lands on whichever backend ran then, and they do not pause for other
+thread pools to fall asleep. Ratios need the backends interleaved in one process (pytest-benchmark
+still runs the kernel suite in ``bench/``, one group per shape).
 """
 
 from __future__ import annotations

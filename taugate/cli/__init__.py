@@ -12,12 +12,23 @@ from taugate.errors import TauGateError
 EPILOG = """examples:
   taugate reproduce --dataset mnist-10k --data-dir ../shared/data
   taugate reproduce --dataset fashion-mnist --seeds 1 --out runs/fmnist
+  taugate compile runs/x/models/seed0/taugate.safetensors --out m.taugate
+  taugate export m.taugate --out m.onnx
+  taugate bench m.taugate --threads 1
   taugate datasets --data-dir ../shared/data
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from taugate.cli import datasets, reproduce
+    from taugate.cli import (
+        bench_cmd,
+        compile_cmd,
+        datasets,
+        export_cmd,
+        predict_cmd,
+        reproduce,
+        sweep_cmd,
+    )
 
     parser = argparse.ArgumentParser(
         prog="taugate",
@@ -28,24 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"taugate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for mod in (reproduce, datasets):
+    for mod in (reproduce, compile_cmd, export_cmd, predict_cmd, bench_cmd, sweep_cmd, datasets):
         mod.register(sub)
-    _register_optional(sub)
     return parser
-
-
-def _register_optional(sub) -> None:
-    """Subcommands of later stages register themselves when their module is present."""
-    import importlib
-
-    for name in ("compile", "predict", "bench", "sweep"):
-        try:
-            mod = importlib.import_module(f"taugate.cli.{name}_cmd")
-        except ModuleNotFoundError as e:
-            if e.name != f"taugate.cli.{name}_cmd":
-                raise
-            continue
-        mod.register(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

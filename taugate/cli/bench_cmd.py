@@ -1,8 +1,6 @@
-"""``taugate bench``: time torch, dense, compact and row-skip inference side by side."""
+"""``taugate bench``: time every backend of one model side by side."""
 
 from __future__ import annotations
-
-import math
 
 from taugate.cli.common import (
     add_command,
@@ -19,7 +17,17 @@ EXAMPLES = """examples:
   taugate bench --random 4096 --active 0.2 --batch-sizes 1 --threads 1
   taugate bench --random 512,1024,2048,4096 --active 0.1,0.2,0.3,0.5 --batch-sizes 1 --threads 1
   taugate bench --random 128 --active 0.5 --hidden-layers 2 --backends torch,dense,rowskip,scipy-sparse
+  taugate bench m.taugate --threads 1 --backends torch,torch-compile,onnxruntime,compact,rowskip
 """
+
+
+def _backend_help() -> str:
+    from taugate import backends as registry
+
+    usable = registry.names(needs_module=False)
+    default = [n for n in usable if registry.get(n).default]
+    return (f"comma list of backends (default: {','.join(default)}, those that can run here). "
+            + registry.help_lines(usable))  # fmt: skip
 
 
 def register(sub) -> None:
@@ -52,14 +60,11 @@ def register(sub) -> None:
         help="hidden layers of the --random models (default 2)",
     )
     p.add_argument("--batch-sizes", type=int_list("--batch-sizes"), default=(1, 8, 64, 256))
+    p.add_argument("--backends", type=name_list, default=None, help=_backend_help())
     p.add_argument(
-        "--backends",
-        type=name_list,
-        default=("torch", "dense", "compact", "rowskip"),
-        help="comma list of torch, dense, compact, rowskip, scipy-sparse",
-    )
-    p.add_argument(
-        "--threads", type=int_at_least("--threads", 1), help="threads for Numba, torch, BLAS"
+        "--threads",
+        type=int_at_least("--threads", 1),
+        help="threads for Numba, torch, BLAS and onnxruntime (intra- and inter-op)",
     )
     p.add_argument(
         "--inputs",
@@ -83,8 +88,9 @@ def register(sub) -> None:
         "--json",
         metavar="FILE",
         help="write rows and machine info as strict JSON (missing ratios are null); the path is "
-        "checked before timing",
+        "checked before timing, and a file that taugate bench did not write is refused",
     )
+    p.add_argument("--force", action="store_true", help="overwrite --json FILE whoever wrote it")
     add_data_args(p)
     p.set_defaults(func=run)
 
@@ -165,37 +171,38 @@ def _models(args):
     return out
 
 
-def _fmt(v, width: int, spec: str, unit: str = "", scale: float = 1.0) -> str:
-    """``v`` formatted to ``width`` characters; ``-`` when it is missing (NaN: no torch / dense)."""
-    text = "-" if v is None or not math.isfinite(v) else f"{scale * v:{spec}}{unit}"
-    return text.rjust(width)
+def _backends(args) -> tuple[tuple[str, ...], list[str]]:
+    """The backends to time, and a note per default backend that cannot run here."""
+    from taugate import backends as registry
 
-
-def _print_rows(rows) -> None:
-    print(f"{'backend':13s} {'batch':>5s} {'median us':>10s} {'IQR us':>9s} {'x torch':>8s} {'x dense':>8s} "
-          f"{'cap':>6s} {'of cap':>7s} {'active':>7s}")  # fmt: skip
-    for r in rows:
-        iqr = 1e3 * (r["p75_ms"] - r["p25_ms"])
-        cap = (
-            f"{_fmt(r['work_cap'], 6, '.2f')} {_fmt(r['cap_share'], 7, '.0f', '%', 100)}"
-            if r["backend"] == "rowskip"
-            else " " * 14
-        )
-        print(f"{r['backend']:13s} {r['batch']:5d} {1e3 * r['median_ms']:10.1f} {iqr:9.1f} "
-              f"{_fmt(r['speedup_vs_torch'], 8, '.2f', 'x')} {_fmt(r['speedup_vs_dense'], 8, '.2f', 'x')} "
-              f"{cap} {100 * r['active_mean']:6.1f}%")  # fmt: skip
+    usable = registry.names(needs_module=False)
+    if args.backends is not None:
+        chosen = registry.parse(args.backends, allowed=usable)
+        for n in chosen:
+            registry.get(n).require()  # asked for by name: missing packages are an error
+        return chosen, []
+    chosen, notes = [], []
+    for n in usable:
+        b = registry.get(n)
+        if b.default:
+            why = b.unavailable()
+            chosen.append(n) if why is None else notes.append(f"not timed: {why}")
+    return tuple(chosen), notes
 
 
 def run(args) -> int:
-    from taugate.bench.backends import MODEL_BACKENDS, parse_backends
-    from taugate.bench.run import bench_model, machine_info
+    from taugate.bench.machine import machine_info
+    from taugate.bench.run import bench_model
+    from taugate.bench.tables import pivot_table, rows_table
     from taugate.bench.timing import TimingConfig
-    from taugate.io import atomic_write_json, check_output_file
+    from taugate.io import atomic_write_json, check_owned_file
 
     _check_flags(args)
-    backends = parse_backends(args.backends, MODEL_BACKENDS)
+    backends, notes = _backends(args)
     if args.json:
-        check_output_file(args.json)  # before the benchmark, not after it
+        check_owned_file(args.json, WRITTEN_BY, force=args.force)  # before the benchmark
+    for n in notes:
+        print(f"note: {n}")
     models = _models(args)
     all_rows, results = [], []
     for what, tags, model in models:
@@ -208,24 +215,16 @@ def run(args) -> int:
         results.append({"model": what, "inputs": source, **info, "rows": rows})
         print(f"model: {what}; inputs: {source}")
         print(f"Numba compile / cache load: {info['compile_seconds']:.2f} s (not timed)")
-        _print_rows(rows)
+        print(rows_table(rows).text())
     machine = machine_info(args.threads)
-    print(
-        f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['threads']} threads, BLAS {machine['blas']}"
-    )
-    if len(models) > 1:
-        print("\nrow-skip scan (batch, width, target active -> measured active, speedups, cap):")
-        print(
-            "| batch | width | active | rowskip vs torch | rowskip vs dense | work cap | % of cap |"
-        )
-        print("|---:|---:|---:|---:|---:|---:|---:|")
-        for r in all_rows:
-            if r["backend"] == "rowskip":
-                print(f"| {r['batch']} | {r['width']} | {100 * r['active_mean']:.1f} % | "
-                      f"{_fmt(r['speedup_vs_torch'], 1, '.2f', 'x')} | {_fmt(r['speedup_vs_dense'], 1, '.2f', 'x')} | "
-                      f"{_fmt(r['work_cap'], 1, '.2f')} | {_fmt(r['cap_share'], 1, '.0f', ' %', 100)} |")  # fmt: skip
+    print(f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['threads']} threads, "
+          f"BLAS {machine['blas']}\n")  # fmt: skip
+    print(pivot_table(all_rows, "Median latency per call, and row-skip's speedup").markdown())
     if args.json:
         payload = results[0] if len(results) == 1 else {"runs": results, "rows": all_rows}
-        atomic_write_json(args.json, {"machine": machine, **payload})
+        atomic_write_json(args.json, {"written_by": WRITTEN_BY, "machine": machine, **payload})
         print(f"wrote {args.json}")
     return 0
+
+
+WRITTEN_BY = "taugate bench"

@@ -60,6 +60,12 @@ def register(sub) -> None:
         help="do not measure accuracy before/after (otherwise always measured on the model's "
         "data set, test split, at --angle, whatever --calib-data is)",
     )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace --out even if it is not an artifact (a file, or a folder holding only "
+        "files named like an artifact's; a folder with other files is never replaced)",
+    )
     add_data_args(p)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=run)
@@ -72,7 +78,7 @@ def run(args) -> int:
     extra = compile_checkpoint(
         args.model, args.out, calib_data=args.calib_data, calib_size=args.calib_size,
         angle=args.angle, data_dir=args.data_dir, eval_size=args.eval_size, evaluate=not args.no_eval,
-        cfg=cfg, quiet=args.quiet,
+        cfg=cfg, quiet=args.quiet, force=args.force,
     )  # fmt: skip
     rep = extra["compile"]
     kept = ", ".join(f"{k}/{o}" for k, o in zip(rep["units_kept"], rep["units_original"]))

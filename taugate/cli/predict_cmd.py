@@ -21,7 +21,7 @@ def register(sub) -> None:
         "float32, complex / datetime / timedelta / object / string arrays are refused, and NaN or "
         "inf (or a value beyond float32) is an error naming the row. --output is checked before "
         "any work and written atomically (through a symlink to its target; a directory, FIFO or "
-        "device is refused).",
+        "device is refused); an existing file is replaced only with --force.",
         examples=EXAMPLES,
     )
     p.add_argument("model", metavar="MODEL", help="artifact directory NAME.taugate")
@@ -41,15 +41,20 @@ def register(sub) -> None:
         default=None,
         help="mode of the data set (with --dataset only; default: the model's target angle, else 0)",
     )
-    p.add_argument(
-        "--backend",
-        default="auto",
-        help="dense | compact | rowskip | auto (default auto: rowskip for batches of up to 8 inputs, compact for larger ones)",
-    )
+    p.add_argument("--backend", default="auto", help=_backend_help())
+    p.add_argument("--force", action="store_true", help="overwrite an existing --output file")
     p.add_argument("--threads", type=int_at_least("--threads", 1), help="Numba threads")
     p.add_argument("--batch-size", type=int_at_least("--batch-size", 1), default=1024)
     add_data_args(p)
     p.set_defaults(func=run)
+
+
+def _backend_help() -> str:
+    from taugate import backends as registry
+
+    names = registry.names(runtime=True)
+    return (f"{' | '.join(names)} | auto (default auto: rowskip for batches of up to 8 inputs, "
+            f"compact for larger ones). " + registry.help_lines(names))  # fmt: skip
 
 
 def _check_flags(args) -> None:
@@ -67,12 +72,12 @@ def _check_flags(args) -> None:
 
 
 def run(args) -> int:
-    from taugate.io import atomic_write_with, check_output_file
+    from taugate.io import atomic_write_with, check_owned_file
     from taugate.runtime import load
 
     _check_flags(args)
     if args.output:
-        check_output_file(args.output)  # before loading anything
+        check_owned_file(args.output, None, force=args.force)  # before loading anything
     model = load(args.model)
     if args.input is not None:
         from taugate.inputs import load_inputs

@@ -110,6 +110,13 @@ def register(sub) -> None:
     )
     p.add_argument("--no-save-models", action="store_true", help="do not write models/")
     p.add_argument(
+        "--no-paper-steps",
+        action="store_true",
+        help="train the epochs as given; by default a data set smaller than the paper's 60k "
+        "images trains more epochs, to take as many SGD steps per phase as the paper (2 x 235 "
+        "foundation, 235 adaptation at batch 256)",
+    )
+    p.add_argument(
         "--device", default=d.device, help="auto | cpu | cuda | directml | mps (default auto)"
     )
     p.add_argument(
@@ -117,7 +124,10 @@ def register(sub) -> None:
     )
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/<timestamp>)")
     p.add_argument(
-        "--force", action="store_true", help="write into a folder that already holds results"
+        "--force",
+        action="store_true",
+        help="write into a folder that already holds results, or that taugate reproduce did not "
+        "write (only the study's files are replaced)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -137,21 +147,21 @@ def config_from_args(args):
         momentum=args.momentum, sparsity=args.sparsity, sharpness=args.sharpness,
         lora_rank=args.lora_rank, overlap=not args.no_overlap, limit_train=args.limit_train,
         limit_test=args.limit_test, save_models=not args.no_save_models, device=args.device,
+        paper_steps=not args.no_paper_steps,
     )  # fmt: skip
 
 
 def run(args) -> int:
-    from taugate.errors import TauGateError
     from taugate.reproduce import reproduce
 
     cfg = config_from_args(args)
     out = Path(args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
-    if (out / "results.csv").exists() and not args.force:
-        raise TauGateError(f"{out} already holds results.csv; choose another --out or pass --force")
-    res = reproduce(cfg, out, data_dir=args.data_dir, quiet=args.quiet)
+    res = reproduce(cfg, out, data_dir=args.data_dir, quiet=args.quiet, force=args.force)
     print((out / "tables" / "main.md").read_text())
     if (out / "tables" / "overlap.md").exists():
         print((out / "tables" / "overlap.md").read_text())
+    if res["note"]:
+        print(res["note"].replace("taugate: NOTE: ", "NOTE: "))  # again, next to the table
     print(
         f"wall time {res['seconds']:.1f} s; results in {out}/ (results.csv, tables/, figures/, models/)"
     )

@@ -35,9 +35,15 @@ def lambda_list(text: str) -> tuple[float, ...]:
     return tuple(vals)
 
 
+def _backend_help() -> str:
+    from taugate import backends as registry
+
+    return ("comma list of backends (default: every one that can run here). "
+            + registry.help_lines(registry.names()))  # fmt: skip
+
+
 def register(sub) -> None:
-    from taugate.bench.backends import ALL_BACKENDS
-    from taugate.bench.sweep import DEFAULT_LAMBDAS
+    from taugate.sweep.config import DEFAULT_LAMBDAS
 
     p = add_command(
         sub,
@@ -57,12 +63,21 @@ def register(sub) -> None:
     p.add_argument("--widths", type=int_list("--widths"), default=(128,))
     p.add_argument("--depth", type=int_at_least("--depth", 1), default=2, help="hidden layers")
     p.add_argument("--batch-sizes", type=int_list("--batch-sizes"), default=(1, 8, 64, 256))
-    p.add_argument("--backends", type=name_list, default=ALL_BACKENDS, help=",".join(ALL_BACKENDS))
-    p.add_argument("--threads", type=int_at_least("--threads", 1))
+    p.add_argument("--backends", type=name_list, default=(), help=_backend_help())
+    p.add_argument(
+        "--threads",
+        type=int_at_least("--threads", 1),
+        help="threads for Numba, torch, BLAS and onnxruntime (default: all cores)",
+    )
     p.add_argument("--foundation-epochs", type=int_at_least("--foundation-epochs", 0), default=2)
     p.add_argument("--adapt-epochs", type=int_at_least("--adapt-epochs", 0), default=1)
     p.add_argument("--limit-train", type=int_at_least("--limit-train", 1))
     p.add_argument("--limit-test", type=int_at_least("--limit-test", 1))
+    p.add_argument(
+        "--no-paper-steps",
+        action="store_true",
+        help="train the epochs as given, even on a data set smaller than the paper's",
+    )
     p.add_argument("--rounds", type=int_at_least("--rounds", 3), default=15, help="timing samples")
     p.add_argument("--out", required=True, metavar="DIR")
     g = p.add_mutually_exclusive_group()
@@ -70,7 +85,10 @@ def register(sub) -> None:
         "--resume", action="store_true", help="reuse matching cells of a sweep with other arguments"
     )
     g.add_argument(
-        "--force", action="store_true", help="discard a previous sweep in --out and start over"
+        "--force",
+        action="store_true",
+        help="start over: delete cells/, foundations/, artifacts/ and figures/ in --out and "
+        "replace its sweep files, also in a folder that taugate sweep did not write",
     )
     add_data_args(p)
     p.add_argument("-q", "--quiet", action="store_true")
@@ -80,14 +98,19 @@ def register(sub) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from taugate.bench.sweep import SweepConfig, run_sweep
+    from taugate.configs import ReproduceConfig
+    from taugate.sweep.config import SweepConfig
+    from taugate.sweep.run import run_sweep
 
-    cfg = SweepConfig(
-        lambdas=args.lambdas, seeds=args.seeds, seed0=args.seed, dataset=args.dataset, angle=args.angle,
-        widths=args.widths, depth=args.depth, batch_sizes=args.batch_sizes, backends=args.backends,
-        threads=args.threads, foundation_epochs=args.foundation_epochs, adapt_epochs=args.adapt_epochs,
-        limit_train=args.limit_train, limit_test=args.limit_test, rounds=args.rounds,
+    study = ReproduceConfig(
+        dataset=args.dataset, angle=args.angle, seeds=args.seeds, seed0=args.seed,
+        foundation_epochs=args.foundation_epochs, adapt_epochs=args.adapt_epochs,
+        limit_train=args.limit_train, limit_test=args.limit_test, device="cpu",
+        paper_steps=not args.no_paper_steps, methods=("taugate",), overlap=False, save_models=False,
     )  # fmt: skip
+    cfg = SweepConfig(study=study, lambdas=args.lambdas, widths=args.widths, depth=args.depth,
+                      batch_sizes=args.batch_sizes, backends=args.backends, threads=args.threads,
+                      rounds=args.rounds)  # fmt: skip
     rows = run_sweep(cfg, args.out, args.data_dir, args.resume, args.force, args.quiet)
     out = Path(args.out)
     print((out / "summary.md").read_text())

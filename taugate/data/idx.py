@@ -4,6 +4,11 @@ Layout: magic ``00 00 <dtype code> <ndim>``, then ``ndim`` big-endian uint32 siz
 payload in C order (big-endian for multi-byte types). Files may be gzip-compressed; gzip is
 detected by its magic bytes ``1f 8b``, not by the file name. Every problem raises
 :class:`TauGateError` with a one-line message that starts with the file path.
+
+Why hand-written: the usual readers (``idx2numpy``, ``python-mnist``, torchvision's) trust the
+header, so a truncated download, a wrong dtype code or trailing bytes give a reshape traceback or
+silently wrong arrays. This one checks every size against the payload, is eighty lines of numpy,
+and needs no further dependency.
 """
 
 from __future__ import annotations

@@ -10,29 +10,14 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from taugate.bench.report import (
-    CELL_FIELDS,
-    TIMING_FIELDS,
-    aggregate,
-    backend_rank,
-    cell_rows,
-    mean_std,
-    normalise,
-    num,
-)
+from taugate import backends as registry
 from taugate.errors import TauGateError
-from taugate.io import atomic_write_with
+from taugate.plotting import plt as _plt
+from taugate.plotting import save_figure
+from taugate.stats import mean_std, num
+from taugate.sweep.stats import CELL_FIELDS, TIMING_FIELDS, aggregate, cell_rows, normalise
 
 CAP_LABEL = "work cap (dense MACs / row-skip MACs)"
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _z(v: float) -> float:
@@ -42,20 +27,6 @@ def _z(v: float) -> float:
 
 def _no_data(ax, what: str) -> None:
     ax.text(0.5, 0.5, f"no data: {what}", ha="center", va="center", transform=ax.transAxes)
-
-
-def save_figure(fig, out_stem: str | os.PathLike) -> list[Path]:
-    """Write ``out_stem.png`` and ``out_stem.pdf`` (each via temp file + rename); close ``fig``."""
-    stem = Path(out_stem)
-    paths = []
-    try:
-        for ext in ("png", "pdf"):
-            path = stem.parent / f"{stem.name}.{ext}"
-            atomic_write_with(path, lambda tmp, ext=ext: fig.savefig(tmp, format=ext, dpi=150))
-            paths.append(path)
-    finally:
-        _plt().close(fig)
-    return paths
 
 
 def _angle_label(items: list[dict]) -> str:
@@ -186,7 +157,7 @@ def latency_figure(rows: Iterable[dict], lam: float | None = None, width: int | 
                            f"(have {', '.join(f'{x:g}' for x in lams)})")  # fmt: skip
     cell = [r for r in items if r["width"] == width and match and r["lambda"] == match[0]]
     per: dict[str, dict[int, float]] = {}
-    for be in sorted({r["backend"] for r in cell}, key=backend_rank):
+    for be in sorted({r["backend"] for r in cell}, key=registry.rank):
         pts = {}
         for b in sorted({r["batch"] for r in cell if r["backend"] == be}):
             vals = [

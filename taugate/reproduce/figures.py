@@ -7,16 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from taugate.io import atomic_write_with
+from taugate.plotting import plt as _plt
+from taugate.plotting import save_figure
 
 
 def accuracy_figure(rows: list[dict], angle: float, out_stem: Path) -> list[Path]:
     """Write ``out_stem.png`` and ``out_stem.pdf``; returns the paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _plt()
     groups: OrderedDict[str, list[dict]] = OrderedDict()
     for r in rows:
         groups.setdefault(r["label"], []).append(r)
@@ -36,10 +33,4 @@ def accuracy_figure(rows: list[dict], angle: float, out_stem: Path) -> list[Path
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    paths = []
-    for ext in ("png", "pdf"):
-        path = out_stem.with_suffix(f".{ext}")
-        atomic_write_with(path, lambda tmp, ext=ext: fig.savefig(tmp, format=ext, dpi=150))
-        paths.append(path)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, out_stem)

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 from taugate.io import atomic_write_text
-from taugate.report.figures import accuracy_figure
-from taugate.report.tables import ablation_table, main_table, overlap_table
+from taugate.reproduce.figures import accuracy_figure
+from taugate.reproduce.tables import ablation_table, main_table, overlap_table
+from taugate.tables import to_csv
 
 FIRST_COLUMNS = ["seed", "method", "label", "params", "acc_0", "acc_angle", "hard_acc_0", "hard_acc_angle",
                  "high_act_frac", "mean_gate"]  # fmt: skip
-
-
-def to_csv(rows: list[dict], first: list[str] | None = None) -> str:
-    """Rows as CSV text; columns: ``first`` (those present) then every other key in order seen."""
-    cols: list[str] = [c for c in (first or []) if any(c in r for r in rows)]
-    for r in rows:
-        cols += [k for k in r if k not in cols]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n", restval="")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    return buf.getvalue()
 
 
 def provenance_note(prov: dict) -> str:

@@ -1,68 +1,16 @@
-"""Tables 1-3 of the paper as Markdown and LaTeX (mean ± std over seeds)."""
+"""Tables 1-3 of the paper (mean ± std over seeds), as ``taugate.tables.Table`` objects."""
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
-from collections.abc import Sequence
+
+from taugate.stats import pm_of
+from taugate.tables import Table
 
 
-def mean_std(values: Sequence[float], scale: float = 1.0, digits: int = 2) -> str:
-    """``"97.12 ± 0.10"`` (sample std, ddof=1); a single value prints without ± ; none as ``–``."""
-    vals = [float(v) * scale for v in values if v is not None and not _isnan(v)]
-    if not vals:
-        return "–"
-    m = sum(vals) / len(vals)
-    if len(vals) == 1:
-        return f"{m:.{digits}f}"
-    sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
-    return f"{m:.{digits}f} ± {sd:.{digits}f}"
-
-
-def _isnan(v) -> bool:
-    try:
-        return math.isnan(float(v))
-    except (TypeError, ValueError):
-        return True
-
-
-class Table:
-    """A header and rows of strings, rendered as Markdown or LaTeX (booktabs)."""
-
-    def __init__(self, title: str, header: list[str], rows: list[list[str]], note: str = ""):
-        self.title, self.header, self.rows, self.note = title, header, rows, note
-
-    def markdown(self) -> str:
-        lines = [f"**{self.title}**", "", "| " + " | ".join(self.header) + " |"]
-        lines.append("|" + "|".join(["---"] + ["---:"] * (len(self.header) - 1)) + "|")
-        lines += ["| " + " | ".join(r) + " |" for r in self.rows]
-        if self.note:
-            lines += ["", self.note]
-        return "\n".join(lines) + "\n"
-
-    def latex(self) -> str:
-        def esc(s: str) -> str:
-            s = s.replace("\\", r"\textbackslash{}")
-            for a, b in (("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#")):
-                s = s.replace(a, b)
-            return s.replace("±", r"$\pm$").replace("°", r"$^\circ$").replace("–", "--")
-
-        cols = "l" + "r" * (len(self.header) - 1)
-        out = [
-            "\\begin{table}[t]",
-            "\\centering",
-            f"\\caption{{{esc(self.title)}}}",
-            f"\\begin{{tabular}}{{{cols}}}",
-            "\\toprule",
-            " & ".join(esc(h) for h in self.header) + " \\\\",
-            "\\midrule",
-        ]
-        out += [" & ".join(esc(c) for c in r) + " \\\\" for r in self.rows]
-        out += ["\\bottomrule", "\\end{tabular}"]
-        if self.note:
-            out.append(f"\\\\[2pt]{{\\footnotesize {esc(self.note)}}}")
-        out.append("\\end{table}")
-        return "\n".join(out) + "\n"
+def mean_std(values, scale: float = 1.0, digits: int = 2) -> str:
+    """``"97.12 ± 0.10"`` of the values (sample std); one value alone; none as ``–``."""
+    return pm_of(values, scale, digits)
 
 
 def _by_method(rows: list[dict]) -> OrderedDict[str, list[dict]]:

@@ -1,0 +1,150 @@
+"""The compiled model container: a :class:`~taugate.spec.ModelSpec` plus its manifest extras, and
+``predict``, which hands a checked batch to the backend chosen in :mod:`taugate.backends`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from taugate import backends as registry
+from taugate.errors import TauGateError
+from taugate.inputs import as_batch
+from taugate.runtime.stats import gate_stats
+from taugate.runtime.threads import numba_threads
+from taugate.spec import ModelSpec
+
+# backend="auto": row-skip up to this batch size, compact above: in the README's sweeps row-skip
+# won every cell up to batch 8 (1 and 2 threads, widths 128-2048) and lost at batch 256
+AUTO_ROWSKIP_MAX_BATCH = 8
+
+
+class CompiledModel:
+    """A gated MLP ready to run; build it with :func:`~taugate.runtime.load`, :meth:`from_arrays`,
+    :meth:`from_spec` or :func:`~taugate.runtime.random_model`."""
+
+    def __init__(self, spec: ModelSpec, extra: dict | None = None, path: Path | None = None):
+        from taugate.artifact import check_extra
+
+        if not isinstance(spec, ModelSpec):
+            raise TauGateError(f"CompiledModel needs a ModelSpec, got {type(spec).__name__}")
+        self.spec, self.path = spec, path
+        self.extra = check_extra(extra)  # provenance, compile, ...: the free-form manifest keys
+        self._kernels: dict[str, object] = {}  # backend name -> kernel, built on first use
+        self._last = None  # (backend, counts (B, L)) of the last call
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, extra: dict | None = None) -> CompiledModel:
+        return cls(spec, extra)
+
+    @classmethod
+    def from_arrays(cls, layers: list[dict], tensors: dict, extra: dict | None = None):
+        """From a manifest layer list, artifact-named tensors (any float dtype, stored as
+        float32) and manifest extras, which may hold ``kept_units`` + ``original_layers``."""
+        extra = dict(extra or {})
+        spec = ModelSpec.from_tensors(layers, tensors, cast=True, where="extra",
+                                      kept_units=extra.pop("kept_units", None),
+                                      original_layers=extra.pop("original_layers", None))  # fmt: skip
+        return cls(spec, extra)
+
+    # -- what it is --------------------------------------------------------------------------
+
+    @property
+    def layers(self) -> list[dict]:
+        """The manifest layer list."""
+        return [e.to_json() for e in self.spec.layers]
+
+    @property
+    def manifest(self) -> dict:
+        """The manifest this model has (or would have) as an artifact, without the sha256."""
+        from taugate.artifact import manifest_of
+
+        return manifest_of(self.spec, self.extra)
+
+    @property
+    def tensors(self) -> dict[str, np.ndarray]:
+        """The (compacted) tensors by artifact v1 name (fresh copies)."""
+        return {k: v.copy() for k, v in self.spec.tensors().items()}
+
+    sizes = property(lambda self: self.spec.sizes)
+    original_sizes = property(lambda self: self.spec.original_sizes)
+    dense_macs = property(lambda self: self.spec.dense_macs)
+    n_in = property(lambda self: self.spec.layers[0].n_in)
+    n_out = property(lambda self: self.spec.layers[-1].n_out)
+
+    def save(self, path, *, force: bool = False) -> Path:
+        """Write this model as an artifact directory (see ``taugate.artifact.write_artifact``)."""
+        from taugate.artifact import write_artifact
+
+        return write_artifact(path, self.spec, self.extra, force=force)
+
+    def to_onnx(self, *, opset: int = 17):
+        """This model as an ``onnx.ModelProto`` (see :mod:`taugate.export`); needs ``[onnx]``."""
+        from taugate.export import to_onnx
+
+        return to_onnx(self.spec, self.manifest, opset=opset)
+
+    def export_onnx(self, path, *, opset: int = 17, force: bool = False) -> Path:
+        """Write this model as a checked ONNX file, atomically (see :mod:`taugate.export`)."""
+        from taugate.export import export_onnx
+
+        return export_onnx(self.spec, self.manifest, path, opset=opset, force=force)
+
+    def __repr__(self) -> str:
+        where = f", path='{self.path}'" if self.path else ""
+        return f"CompiledModel(sizes={self.sizes}{where})"
+
+    # -- inference ---------------------------------------------------------------------------
+
+    def kernel(self, backend: str):
+        """The kernel of a runtime backend, built once (see :mod:`taugate.backends`)."""
+        k = self._kernels.get(backend)
+        if k is None:
+            b = registry.get(backend)
+            if not b.runtime:
+                choices = ", ".join(registry.names(runtime=True))
+                raise TauGateError(f"backend {b.name!r} is not a runtime backend (predict takes "
+                                   f"{choices}, auto); time it with taugate bench")  # fmt: skip
+            k = self._kernels[b.name] = b.load()(self)
+        return k
+
+    def predict(self, x, backend: str = "rowskip", threads: int | None = None, check_finite=True):
+        """Logits (B, n_out) float32 for inputs ``x``.
+
+        ``x``: (B, n_in) array-like; a 1-D (n_in,) vector is a batch of one (input rules:
+        :func:`taugate.inputs.as_batch`). ``check_finite`` (default): NaN or inf in a row raises
+        :class:`TauGateError`; without it such rows give unspecified results. ``backend``: a
+        runtime backend of :mod:`taugate.backends` (dense, compact, rowskip) or ``"auto"``
+        (row-skip up to :data:`AUTO_ROWSKIP_MAX_BATCH` inputs, compact above). ``threads``: Numba
+        threads for this call (1 to ``NUMBA_NUM_THREADS``; restored afterwards); numpy backends
+        use BLAS's own threads. A batch-1 row-skip call splits the layers across threads only when
+        ``threads`` > 1 is passed and the model needs more than
+        ``taugate.kernels.rowskip.PARALLEL_MIN_MACS`` multiply-adds. Gate statistics of the call
+        are in :attr:`last_stats`.
+        """
+        x = as_batch(x, self.n_in)
+        if type(backend) is not str:
+            raise TauGateError(f"backend must be a string, got {type(backend).__name__}")
+        if backend == "auto":  # where each won in the measurements: see AUTO_ROWSKIP_MAX_BATCH
+            backend = "rowskip" if x.shape[0] <= AUTO_ROWSKIP_MAX_BATCH else "compact"
+        kernel = self._kernels.get(backend) or self.kernel(backend)
+        if threads is None:  # the hot path
+            out, counts = kernel(x, check_finite, None)
+        else:
+            with numba_threads(threads):
+                out, counts = kernel(x, check_finite, threads)
+        self._last = (backend, counts)
+        return out
+
+    @property
+    def last_stats(self) -> dict | None:
+        """Gate statistics of the last :meth:`predict` call (None before the first call); see
+        :func:`taugate.runtime.stats.gate_stats`."""
+        return None if self._last is None else gate_stats(self.spec, *self._last)
+
+    def warmup(self) -> float:
+        """Compile (or load from the disk cache) every Numba path; return the seconds it took."""
+        start = time.perf_counter()
+        self.kernel("rowskip").warmup()
+        return time.perf_counter() - start

@@ -1,0 +1,66 @@
+"""The runtime backends' kernels (``dense``, ``compact``, ``rowskip``), built by the factories that
+:mod:`taugate.backends` names. Each kernel takes a checked float32 (B, n_in) batch and returns
+``(logits, counts)``; see ``ModelSpec.forward`` for the counts."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from taugate.errors import TauGateError
+from taugate.kernels import rowskip as rs
+from taugate.spec import ModelSpec
+
+
+class NumpyKernel:
+    """``ModelSpec.forward`` (numpy BLAS, gates as masks) on a fixed spec."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+
+    def __call__(self, x: np.ndarray, check_finite: bool, threads: int | None = None):
+        if not check_finite:
+            with np.errstate(all="ignore"):  # the caller accepted unspecified results for bad rows
+                return self.spec.forward(x)
+        ok = np.isfinite(x).all(axis=1)  # (B,)
+        if not ok.all():
+            raise TauGateError(f"input contains NaN or inf at row {int(np.flatnonzero(~ok)[0])}")
+        return self.spec.forward(x)
+
+
+def dense(model) -> NumpyKernel:
+    """The uncompacted matrices: what the network costs without skipping (removed units are zero
+    rows that never fire, so the function is the same)."""
+    return NumpyKernel(model.spec.uncompacted())
+
+
+def compact(model) -> NumpyKernel:
+    return NumpyKernel(model.spec)
+
+
+class RowSkipKernel:
+    """The Numba row-skipping kernels of :mod:`taugate.kernels.rowskip` on the packed weights."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.packed = rs.pack(list(spec.weights), list(spec.biases), list(spec.taus))
+
+    def threaded_batch_one(self, threads: int | None) -> bool:
+        """Split a single input across threads: only when asked for and the model is big."""
+        return threads is not None and threads > 1 and self.packed.macs >= rs.PARALLEL_MIN_MACS
+
+    def __call__(self, x: np.ndarray, check_finite: bool, threads: int | None = None):
+        if threads is None and x.shape[0] == 1:  # the hot path: serial batch 1
+            return rs.run(self.packed, x, False, check_finite, 1)
+        nth = numba.get_num_threads() if threads is None else threads
+        return rs.run(self.packed, x, self.threaded_batch_one(threads), check_finite, nth)
+
+    def warmup(self) -> None:
+        """Compile (or load from Numba's disk cache) the serial, threaded and batched paths."""
+        x = np.zeros((2, self.packed.sizes[0]), np.float32)  # (2, n_in)
+        rs.run(self.packed, x[:1], False, True, 1)
+        rs.run(self.packed, x[:1], True, True, 2)  # nth=2 compiles the threaded path
+        rs.run(self.packed, x, False, True, numba.get_num_threads())
+
+
+def rowskip(model) -> RowSkipKernel:
+    return RowSkipKernel(model.spec)

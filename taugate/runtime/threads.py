@@ -1,0 +1,28 @@
+"""Numba's thread count for the duration of one call, restored afterwards."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from taugate.kernels.rowskip import check_threads
+
+
+@contextmanager
+def numba_threads(threads: int | None):
+    """Run the block with ``threads`` Numba threads (checked: 1 to ``NUMBA_NUM_THREADS``); None
+    leaves the count alone."""
+    if threads is None:
+        yield None
+        return
+    import numba
+
+    n = check_threads(threads)
+    previous = numba.get_num_threads()
+    if n == previous:
+        yield n
+        return
+    numba.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        numba.set_num_threads(previous)

@@ -1,0 +1,349 @@
+"""The one validated description of a compiled gated MLP, and its one forward pass (torch-free).
+
+A :class:`ModelSpec` is what artifact v1 stores, what ``compile`` produces, what the runtime packs
+for its kernels, what ``export`` turns into an ONNX graph and what ``random_model`` builds: per
+linear layer a :class:`LayerSpec` (sizes, gated, activation) and float32 arrays ``W`` (out, in),
+``b`` (out,) and, for gated layers, ``tau`` (out,); optionally how it was compacted
+(``kept_units`` of the ``original_layers``).
+
+Semantics per layer: ``z = h W^T + b``; a gated hidden layer outputs ``relu(z) * 1[z > tau]``,
+which is ``where(z > max(tau, 0), z, 0)``; an ungated hidden layer ``relu(z)``, i.e. the same with
+threshold 0; the last layer (activation ``none``) gives the logits. :meth:`ModelSpec.layer_outputs`
+is the only numpy implementation of that pass (``tests/reference.py`` is its independent twin);
+the Numba kernels in :mod:`taugate.kernels` are the fast one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from taugate.errors import TauGateError
+
+ACTIVATIONS = ("relu", "none")
+
+
+def is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One linear layer of a compiled model."""
+
+    n_in: int  # input features (the previous layer's n_out)
+    n_out: int  # output units
+    gated: bool  # a hidden layer with a hard gate 1[z > tau] (has a tau tensor)
+    activation: str  # "relu" for every hidden layer, "none" for the last (the logits)
+
+    def to_json(self) -> dict:
+        """The manifest entry: ``{"in", "out", "gated", "activation"}``."""
+        return {
+            "in": self.n_in,
+            "out": self.n_out,
+            "gated": self.gated,
+            "activation": self.activation,
+        }
+
+    @property
+    def macs(self) -> int:
+        return self.n_in * self.n_out
+
+
+def parse_layers(raw, where: str = "layers", key: str = "layers") -> tuple[LayerSpec, ...]:
+    """Validate a manifest layer list (types, chaining, activations) into LayerSpec entries.
+
+    Entries may be manifest dicts or ``LayerSpec``; every error names ``where`` and the entry."""
+    if not isinstance(raw, (list, tuple)) or not raw:
+        raise TauGateError(f"{where}: '{key}' must be a non-empty list of layer entries")
+    out: list[LayerSpec] = []
+    for i, e in enumerate(raw):
+        at = f"{where}: {key}[{i}]"
+        if isinstance(e, LayerSpec):
+            e = e.to_json()
+        if not isinstance(e, dict):
+            raise TauGateError(f"{at} must be an object with in, out, gated, activation")
+        missing = [k for k in ("in", "out", "gated", "activation") if k not in e]
+        if missing:
+            raise TauGateError(f"{at} is missing {', '.join(missing)}")
+        for k in ("in", "out"):
+            if not is_int(e[k]) or e[k] < 1:
+                raise TauGateError(f"{at}.{k} must be a positive integer, got {e[k]!r}")
+        if not isinstance(e["gated"], (bool, np.bool_)):
+            raise TauGateError(f"{at}.gated must be true or false, got {e['gated']!r}")
+        if e["activation"] not in ACTIVATIONS:
+            raise TauGateError(f"{at}.activation must be 'relu' or 'none', got {e['activation']!r}")
+        last = i == len(raw) - 1
+        if last and e["activation"] != "none":
+            raise TauGateError(f"{at}.activation must be 'none' (the last layer gives logits)")
+        if not last and e["activation"] != "relu":
+            raise TauGateError(
+                f"{at}.activation must be 'relu' (only the last layer may be 'none')"
+            )
+        if e["gated"] and e["activation"] != "relu":
+            raise TauGateError(f"{at} is gated but a gate needs activation 'relu'")
+        if i and e["in"] != out[-1].n_out:
+            raise TauGateError(
+                f"{at}.in is {e['in']} but {key}[{i - 1}].out is {out[-1].n_out}; layers must chain"
+            )
+        out.append(LayerSpec(int(e["in"]), int(e["out"]), bool(e["gated"]), str(e["activation"])))
+    return tuple(out)
+
+
+def tensor_shapes(layers: tuple[LayerSpec, ...]) -> dict[str, tuple[int, ...]]:
+    """Every tensor name artifact v1 requires for ``layers``, with its shape."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for i, e in enumerate(layers):
+        shapes[f"layers.{i}.weight"] = (e.n_out, e.n_in)
+        shapes[f"layers.{i}.bias"] = (e.n_out,)
+        if e.gated:
+            shapes[f"layers.{i}.tau"] = (e.n_out,)
+    return shapes
+
+
+def check_tensors(layers, tensors, where: str = "tensors", cast: bool = False) -> dict:
+    """Names, dtype float32 (with ``cast``: any real float dtype), shapes and finiteness (a tau may
+    be +-inf, never NaN); returns C-contiguous float32 copies-or-views by name."""
+    if not isinstance(tensors, dict):
+        raise TauGateError(f"{where}: tensors must be a dict of name -> array")
+    shapes = tensor_shapes(layers)
+    extra = sorted(set(tensors) - set(shapes))
+    if extra:
+        raise TauGateError(f"{where}: unexpected tensor {extra[0]!r} (not part of the layer list)")
+    out = {}
+    for name, shape in shapes.items():
+        if name not in tensors:
+            raise TauGateError(f"{where}: missing tensor {name!r} (expected shape {shape})")
+        a = tensors[name]
+        if not isinstance(a, np.ndarray):
+            raise TauGateError(f"{where}: tensor {name!r} must be a numpy array, got {type(a)}")
+        if a.dtype != np.float32 and not (cast and a.dtype.kind == "f"):
+            raise TauGateError(f"{where}: tensor {name!r} has dtype {a.dtype}, expected float32")
+        if a.shape != shape:
+            raise TauGateError(f"{where}: tensor {name!r} has shape {a.shape}, expected {shape}")
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        tau = name.endswith(".tau")
+        if np.isnan(a).any() if tau else not np.isfinite(a).all():
+            raise TauGateError(
+                f"{where}: tensor {name!r} contains {'NaN' if tau else 'NaN or inf'}"
+            )
+        out[name] = a
+    return out
+
+
+def check_compaction(layers, kept, original, where: str) -> tuple[tuple, tuple] | tuple[None, None]:
+    """Validate ``kept_units`` against ``original_layers`` (both or neither); returns them parsed."""
+    if (kept is None) != (original is None):
+        raise TauGateError(f"{where}: 'kept_units' and 'original_layers' must be given together")
+    if kept is None:
+        return None, None
+    orig = parse_layers(original, where, "original_layers")
+    if len(orig) != len(layers):
+        raise TauGateError(
+            f"{where}: original_layers has {len(orig)} layers, expected {len(layers)}"
+        )
+    if orig[0].n_in != layers[0].n_in or orig[-1].n_out != layers[-1].n_out:
+        raise TauGateError(f"{where}: original_layers must keep the input and output sizes")
+    if not isinstance(kept, (list, tuple)) or len(kept) != len(layers) - 1:
+        raise TauGateError(f"{where}: kept_units must be a list with {len(layers) - 1} entries")
+    clean = []
+    for i, (k, o, c) in enumerate(zip(kept, orig, layers, strict=False)):
+        at = f"{where}: kept_units[{i}]"
+        if o.activation != c.activation:
+            raise TauGateError(f"{where}: original_layers[{i}].activation differs from layers[{i}]")
+        k = list(k) if isinstance(k, (list, tuple, np.ndarray)) else None
+        if k is None or not all(is_int(v) for v in k):
+            raise TauGateError(f"{at} must be a list of integers")
+        if len(k) != c.n_out:
+            raise TauGateError(f"{at} has {len(k)} indices, expected layers[{i}].out = {c.n_out}")
+        k = np.asarray(k, np.int64)
+        if (len(k) and (k[0] < 0 or k[-1] >= o.n_out)) or not (np.diff(k) > 0).all():
+            raise TauGateError(f"{at} must be strictly increasing indices in [0, {o.n_out})")
+        k.flags.writeable = False
+        clean.append(k)
+    return tuple(clean), orig
+
+
+@dataclass(frozen=True, eq=False)
+class ModelSpec:
+    """A compiled gated MLP; build it with :meth:`from_tensors` (validated) or :meth:`build`."""
+
+    layers: tuple[LayerSpec, ...]  # in forward order; hidden ones "relu", the last "none"
+    weights: tuple[np.ndarray, ...]  # per layer (out, in) float32, C order
+    biases: tuple[np.ndarray, ...]  # per layer (out,) float32
+    taus: tuple[np.ndarray | None, ...]  # per layer (out,) float32 if gated, else None
+    kept_units: tuple[np.ndarray, ...] | None = None  # per hidden layer: original indices kept
+    original_layers: tuple[LayerSpec, ...] | None = None  # the uncompacted layers (with kept_units)
+
+    @classmethod
+    def from_tensors(cls, layers, tensors: dict, *, kept_units=None, original_layers=None,
+                     where: str = "layers", tensors_where: str = "tensors",
+                     cast: bool = False) -> ModelSpec:  # fmt: skip
+        """Validate a manifest layer list and compaction (errors name ``where``) and the
+        artifact-named tensors (errors name ``tensors_where``; ``cast``: accept any float dtype)."""
+        specs = parse_layers(layers, where)
+        kept, orig = check_compaction(specs, kept_units, original_layers, where)
+        t = check_tensors(specs, tensors, tensors_where, cast=cast)
+        n = len(specs)
+        return cls(
+            specs,
+            tuple(t[f"layers.{i}.weight"] for i in range(n)),
+            tuple(t[f"layers.{i}.bias"] for i in range(n)),
+            tuple(t.get(f"layers.{i}.tau") for i in range(n)),
+            kept,
+            orig,
+        )
+
+    @classmethod
+    def build(cls, weights, biases, taus, *, kept_units=None, original_layers=None) -> ModelSpec:
+        """From per-layer arrays: weights (out, in), biases (out,), taus (out,) or None (ungated)."""
+        n = len(weights)
+        if not (n and len(biases) == n and len(taus) == n):
+            raise TauGateError("need one weight, bias and tau (or None) per layer")
+        layers = [{"in": int(np.shape(w)[1]), "out": int(np.shape(w)[0]), "gated": t is not None,
+                   "activation": "relu" if i < n - 1 else "none"}
+                  for i, (w, t) in enumerate(zip(weights, taus, strict=True))]  # fmt: skip
+        tensors = {}
+        for i, (w, b, t) in enumerate(zip(weights, biases, taus, strict=True)):
+            tensors[f"layers.{i}.weight"], tensors[f"layers.{i}.bias"] = (
+                np.asarray(w),
+                np.asarray(b),
+            )
+            if t is not None:
+                tensors[f"layers.{i}.tau"] = np.asarray(t)
+        if original_layers is not None:
+            original_layers = [
+                e.to_json() if isinstance(e, LayerSpec) else e for e in original_layers
+            ]
+        return cls.from_tensors(layers, tensors, kept_units=kept_units,
+                                original_layers=original_layers, cast=True)  # fmt: skip
+
+    # -- sizes ---------------------------------------------------------------------------------
+
+    @property
+    def sizes(self) -> list[int]:
+        return [self.layers[0].n_in] + [e.n_out for e in self.layers]
+
+    @property
+    def original_sizes(self) -> list[int]:
+        orig = self.original_layers or self.layers
+        return [orig[0].n_in] + [e.n_out for e in orig]
+
+    @property
+    def dense_macs(self) -> int:
+        """Multiply-adds per input of the uncompacted network."""
+        return sum(e.macs for e in (self.original_layers or self.layers))
+
+    @property
+    def compacted(self) -> bool:
+        return self.kept_units is not None
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """The arrays by artifact v1 name (``layers.{i}.weight`` / ``.bias`` / ``.tau``)."""
+        out = {}
+        for i, (w, b, t) in enumerate(zip(self.weights, self.biases, self.taus, strict=True)):
+            out[f"layers.{i}.weight"], out[f"layers.{i}.bias"] = w, b
+            if t is not None:
+                out[f"layers.{i}.tau"] = t
+        return out
+
+    def compaction_json(self) -> dict:
+        """``kept_units`` / ``original_layers`` for the manifest ({} when not compacted)."""
+        if self.kept_units is None:
+            return {}
+        return {"kept_units": [k.tolist() for k in self.kept_units],
+                "original_layers": [e.to_json() for e in self.original_layers]}  # fmt: skip
+
+    @cached_property
+    def thresholds(self) -> tuple[np.ndarray, ...]:
+        """Per hidden layer the effective threshold: ``max(tau, 0)``, or 0 for an ungated relu.
+
+        ``relu(z) * 1[z > tau]`` equals ``z * 1[z > max(tau, 0)]``, so one comparison gates both."""
+        out = []
+        for e, t in zip(self.layers[:-1], self.taus, strict=False):
+            thr = np.zeros(e.n_out, np.float32) if t is None else np.maximum(t, np.float32(0))
+            thr.flags.writeable = False
+            out.append(thr)
+        return tuple(out)
+
+    # -- the forward pass ----------------------------------------------------------------------
+
+    def layer_outputs(
+        self, x: np.ndarray, *, dtype=np.float32
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(z_i, h_i)`` for each layer in order, computed in ``dtype``: ``z_i = h_{i-1} W_i^T + b_i``
+        (B, out_i); ``h_i = where(z_i > threshold_i, z_i, 0)`` for hidden layers, ``h_i = z_i``
+        (the logits) for the last. Stop iterating early to get only the first layers."""
+        h = np.asarray(x, dtype=dtype)
+        last = len(self.layers) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            z = h @ w.T.astype(dtype, copy=False)  # (B, in) @ (in, out) -> (B, out)
+            z += b
+            if i < last:
+                thr = self.thresholds[i].astype(dtype, copy=False)  # (out,), broadcast over B
+                h = np.where(z > thr, z, dtype(0))  # (B, out)
+            else:
+                h = z
+            yield z, h
+
+    def forward(self, x: np.ndarray, *, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+        """Logits (B, n_out) and counts (B, L) int64: ``counts[:, 0]`` nonzero input features per
+        row, ``counts[:, i]`` units of hidden layer ``i - 1`` with nonzero output."""
+        counts = np.empty((len(x), len(self.layers)), np.int64)  # (B, L)
+        counts[:, 0] = np.count_nonzero(x, axis=1)
+        h = x
+        for i, (_z, h) in enumerate(self.layer_outputs(x, dtype=dtype)):
+            if i < len(self.layers) - 1:
+                counts[:, i + 1] = np.count_nonzero(h, axis=1)
+        return h, counts
+
+    def hidden_outputs(self, x: np.ndarray, *, dtype=np.float32) -> list[np.ndarray]:
+        """The output (B, out_i) of every hidden layer."""
+        return [h for _z, h in self.layer_outputs(x, dtype=dtype)][:-1]
+
+    # -- compaction ----------------------------------------------------------------------------
+
+    def compact(self, keep: list[np.ndarray]) -> ModelSpec:
+        """Keep only units ``keep[i]`` (sorted indices) of hidden layer ``i`` and the matching
+        input columns of layer ``i + 1``; records ``kept_units`` against this (uncompacted) spec."""
+        if self.compacted:
+            raise TauGateError("model is compacted already")
+        if len(keep) != len(self.layers) - 1:
+            raise TauGateError(f"keep needs {len(self.layers) - 1} index lists, got {len(keep)}")
+        ws, bs, taus = list(self.weights), list(self.biases), list(self.taus)
+        for i, k in enumerate(keep):
+            k = np.asarray(k, np.int64)
+            ws[i], bs[i] = ws[i][k], bs[i][k]  # (kept, in), (kept,)
+            taus[i] = None if taus[i] is None else taus[i][k]
+            ws[i + 1] = ws[i + 1][:, k]  # (out, kept)
+        return ModelSpec.build([np.ascontiguousarray(w) for w in ws], bs, taus,
+                               kept_units=[np.asarray(k, np.int64).tolist() for k in keep],
+                               original_layers=self.layers)  # fmt: skip
+
+    def uncompacted(self) -> ModelSpec:
+        """The same function at the original sizes: removed units get weight 0, bias 0 and (gated
+        or not) threshold +inf, so they never fire. Returns ``self`` when not compacted."""
+        if not self.compacted:
+            return self
+        L, orig = len(self.layers), self.original_layers
+        ws, bs, taus = [], [], []
+        for i in range(L):
+            n_in, n_out = orig[i].n_in, orig[i].n_out
+            rows = self.kept_units[i] if i < L - 1 else np.arange(n_out)
+            cols = self.kept_units[i - 1] if i > 0 else np.arange(n_in)
+            w = np.zeros((n_out, n_in), np.float32)
+            w[np.ix_(rows, cols)] = self.weights[i]
+            b = np.zeros(n_out, np.float32)
+            b[rows] = self.biases[i]
+            ws.append(w)
+            bs.append(b)
+            if i < L - 1:
+                t = np.full(n_out, np.inf, np.float32)
+                t[rows] = self.thresholds[i]  # an ungated relu becomes a gate at 0 (same function)
+                taus.append(t)
+            else:
+                taus.append(None)
+        return ModelSpec.build(ws, bs, taus)

@@ -1,0 +1,85 @@
+"""One sweep cell: TauGate at one (width, seed, lambda) trained by the reproduction's
+:func:`~taugate.reproduce.study.run_seed`, then compiled, measured and timed. Foundations are
+trained once per (width, seed) and kept on disk for every lambda and rerun."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from taugate.bench.run import bench_model
+from taugate.bench.timing import TimingConfig
+from taugate.compile import CompileConfig, compile_model
+from taugate.errors import TauGateError
+from taugate.nn import load_checkpoint, save_checkpoint
+from taugate.reproduce.study import load_study_data, run_seed, train_foundation
+from taugate.runtime import CompiledModel
+
+BENCH_POOL = 1024  # test images the timings cycle through
+
+
+class CellRunner:
+    """Holds the data (loaded once) and runs the cells of one sweep configuration."""
+
+    def __init__(self, cfg, out: Path, data_dir=None, quiet: bool = False) -> None:
+        self.cfg, self.out, self.quiet = cfg, Path(out), quiet
+        self.data = load_study_data(cfg.study, data_dir, quiet)
+        self.device = torch.device("cpu")
+
+    def provenance(self) -> dict:
+        return {**self.data.provenance, "angle": self.cfg.study.angle}
+
+    def foundation(self, width: int, seed: int):
+        """The frozen foundation of this width and seed: loaded if already trained, else trained."""
+        rc, d = self.cfg.cell_config(width, 0.0), self.data
+        sizes = d.sizes_for(rc.hidden)
+        key = {"sizes": sizes, "seed": seed, "schedule": rc.schedule(len(d.y_train))["foundation"],
+               "lr": rc.foundation_lr, "batch": rc.batch_size, "momentum": rc.momentum,
+               "data": d.provenance}  # fmt: skip
+        path = self.out / "foundations" / f"w{width}-s{seed}.safetensors"
+        if path.exists():
+            try:
+                model, meta = load_checkpoint(path)
+                if meta["provenance"].get("key") == key:
+                    return model.requires_grad_(False)
+            except TauGateError:
+                pass  # unreadable (e.g. from an older run): train again
+        model, _ = train_foundation(rc, seed, d, self.device, self.quiet)
+        save_checkpoint(model, path, sizes=sizes, method="fullft", provenance={"key": key})
+        return model
+
+    def run(self, width: int, seed: int, lam: float) -> list[dict]:
+        cfg, d = self.cfg, self.data
+        rc = cfg.cell_config(width, lam)
+        res = run_seed(rc, seed, d, self.device, None, self.quiet,
+                       foundation=self.foundation(width, seed))  # fmt: skip
+        row, model = res.rows[0], res.models["taugate"].eval()
+        cell = {"width": width, "seed": seed, "lambda": lam, "dataset": d.provenance.get("dataset"),
+                "angle": rc.angle, "acc_0_soft": row["acc_0"], "acc_angle_soft": row["acc_angle"],
+                "acc_0_hard": row["hard_acc_0"], "acc_angle_hard": row["hard_acc_angle"],
+                "high_act_frac": row["high_act_frac"]}  # fmt: skip
+        idx = np.sort(np.random.default_rng(0).permutation(len(d.xa_train))[: cfg.calib_size])
+        spec, report = compile_model(model, d.xa_train[idx], CompileConfig())
+        prov = {**self.provenance(), "method": "taugate", "lambda": lam, "seed": seed,
+                "sizes": d.sizes_for(rc.hidden), "target_angle": rc.angle}  # fmt: skip
+        compiled = CompiledModel(spec, {"provenance": prov, "compile": report})
+        compiled.save(self.out / "artifacts" / f"w{width}-s{seed}-l{lam:g}.taugate")
+        for name, x in (("0", d.x0_test), ("angle", d.xa_test)):
+            logits = compiled.predict(x, backend="compact")
+            cell[f"acc_{name}_compiled"] = float((logits.argmax(1) == d.y_test).mean())
+            if name == "angle":  # hard active share per hidden layer, over the whole test set
+                for i, a in enumerate(compiled.last_stats["active_share"], 1):
+                    cell[f"active_L{i}"] = a
+        cell["active_mean"] = float(np.mean([cell[k] for k in cell if k.startswith("active_L")]))
+        cell["units_kept"] = ";".join(map(str, report["units_kept"]))
+        timing = TimingConfig(rounds=cfg.rounds, sample_seconds=cfg.sample_seconds)
+        bench_rows, binfo = bench_model(compiled, d.xa_test[:BENCH_POOL], cfg.batch_sizes, cfg.backends,
+                                        cfg.threads, timing, module=model)  # fmt: skip
+        rows = []
+        for r in bench_rows:
+            timed = {k: v for k, v in r.items() if not k.startswith("active_")}
+            timed["timed_active_mean"] = r["active_mean"]  # share on the timed batch itself
+            rows.append({**cell, **timed, "compile_seconds": binfo["compile_seconds"]})
+        return rows

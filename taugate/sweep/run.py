@@ -1,0 +1,106 @@
+"""``taugate sweep``: TauGate trained at several lambdas (x seeds x widths), hardened, compiled, and
+every inference backend timed at several batch sizes, with accuracy next to speed.
+
+Layout of ``out``: ``sweep_config.json`` (the arguments; it marks the folder as a sweep's),
+``foundations/`` (one per width x seed, reused across lambdas and reruns), ``cells/`` (one JSON per
+width x seed x lambda, written atomically when the cell is finished: a rerun skips it),
+``artifacts/`` (the compiled models), then ``sweep.csv``, ``sweep.json``, ``summary.md`` and
+``figures/`` rebuilt from all finished cells.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from taugate.errors import TauGateError
+from taugate.io import atomic_write_json, atomic_write_text, claim_output_dir, json_safe
+from taugate.sweep.config import SweepConfig, differing_fields
+
+MARKER = "sweep_config.json"
+SUBDIRS = ("cells", "foundations", "artifacts", "figures")
+FIRST_COLUMNS = ["width", "lambda", "seed", "backend", "batch", "acc_0_soft", "acc_angle_soft",
+                 "acc_0_hard", "acc_angle_hard", "acc_0_compiled", "acc_angle_compiled",
+                 "active_mean", "median_ms", "p25_ms", "p75_ms", "speedup_vs_torch",
+                 "speedup_vs_dense", "work_cap", "cap_share"]  # fmt: skip
+
+
+def _is_sweep_config(d) -> bool:
+    return isinstance(d, dict) and isinstance(d.get("config"), dict)
+
+
+def prepare_out(cfg: SweepConfig, out: Path, resume: bool, force: bool) -> None:
+    """Check ``out``: new, empty, or a sweep's folder (else refused unless ``force``). A sweep with
+    the same arguments resumes; different ones need ``resume`` (reuse cells whose key still
+    matches). ``force`` always starts over: it deletes ``cells/``, ``foundations/``,
+    ``artifacts/`` and ``figures/`` in ``out`` and replaces the sweep's files."""
+    prev = claim_output_dir(out, MARKER, "taugate sweep", _is_sweep_config, force=force)
+    if force:
+        for sub in SUBDIRS:
+            shutil.rmtree(out / sub, ignore_errors=True)
+    elif prev is not None and not resume:
+        diff = differing_fields(prev["config"], cfg.to_dict())
+        if diff:
+            raise TauGateError(
+                f"{out} holds a sweep with different arguments ({', '.join(diff)}); pass --resume "
+                "to reuse its finished cells that still match, or --force to start over"
+            )
+    atomic_write_json(out / MARKER, {"config": cfg.to_dict()})
+
+
+def cell_path(out: Path, width: int, seed: int, lam: float) -> Path:
+    return out / "cells" / f"w{width}-s{seed}-l{lam:g}.json"
+
+
+def load_cell(path: Path, key: str) -> list[dict] | None:
+    """A finished cell's rows, or None if missing, unreadable or computed with other arguments."""
+    try:
+        cell = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return cell["rows"] if isinstance(cell, dict) and cell.get("key") == key else None
+
+
+def run_sweep(
+    cfg: SweepConfig, out, data_dir=None, resume=False, force=False, quiet=False
+) -> list[dict]:
+    """Run (or finish) the sweep; returns all rows and writes every output file."""
+    from tqdm.auto import tqdm
+
+    from taugate.bench.machine import machine_info
+    from taugate.sweep.cells import CellRunner
+
+    out = Path(out)
+    prepare_out(cfg, out, resume, force)
+    runner = CellRunner(cfg, out, data_dir, quiet)
+    rows: list[dict] = []
+    bar = tqdm(cfg.cells(), desc="sweep", unit="cell", disable=quiet)
+    for width, seed, lam in bar:
+        bar.set_postfix(width=width, seed=seed, lam=f"{lam:g}")
+        key = cfg.cell_key(width, seed, lam)
+        path = cell_path(out, width, seed, lam)
+        cell_rows = load_cell(path, key)
+        if cell_rows is None:
+            cell_rows = runner.run(width, seed, lam)
+            atomic_write_json(
+                path, {"key": key, "width": width, "seed": seed, "lambda": lam, "rows": cell_rows}
+            )
+        rows += cell_rows
+    bar.close()
+    meta = {**machine_info(cfg.threads), "dataset": runner.provenance(), "config": cfg.to_dict()}
+    write_outputs(out, rows, meta)
+    return rows
+
+
+def write_outputs(out: Path, rows: list[dict], meta: dict) -> None:
+    """sweep.csv, sweep.json, summary.md and figures, each replaced atomically."""
+    from taugate.configs import ReproduceConfig
+    from taugate.sweep.figures import write_figures
+    from taugate.sweep.summary import write_summary
+    from taugate.tables import to_csv
+
+    atomic_write_text(out / "sweep.csv", to_csv(rows, FIRST_COLUMNS))
+    atomic_write_json(out / "sweep.json", {"machine": meta, "rows": json_safe(rows)})
+    write_summary(out, rows, meta)
+    write_figures(out, rows, paper_lambda=ReproduceConfig().sparsity)
