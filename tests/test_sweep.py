@@ -5,11 +5,11 @@ import json
 
 import pytest
 
+from taugate.cli import main
+from taugate.errors import TauGateError
 from taugate.sweep import cells as cell_mod
 from taugate.sweep.config import SweepConfig
 from taugate.sweep.run import run_sweep
-from taugate.cli import main
-from taugate.errors import TauGateError
 
 BACKENDS = ("torch", "torch-soft", "torch-hard", "onnxruntime", "dense", "compact", "rowskip",
             "scipy-sparse")  # fmt: skip

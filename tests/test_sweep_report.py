@@ -7,6 +7,8 @@ import random
 
 import pytest
 
+from taugate import backends as registry
+from taugate.errors import TauGateError
 from taugate.sweep import figures
 from taugate.sweep.figures import (
     plot_latency_vs_batch,
@@ -16,8 +18,6 @@ from taugate.sweep.figures import (
 )
 from taugate.sweep.stats import summarise, work_cap
 from taugate.sweep.summary import summary_markdown, write_summary
-from taugate import backends as registry
-from taugate.errors import TauGateError
 
 BACKENDS = registry.names()  # the report order is the registry's
 
