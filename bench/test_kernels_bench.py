@@ -2,14 +2,16 @@
 
 Random gated 784-W-W-10 models (``taugate.runtime.random_model``) at widths 128-4096 and active
 shares 10-50 %, batch 1 and batched. Each shape x batch is one pytest-benchmark *group*, so the
-backends of a shape are compared side by side; Numba is compiled (``model.warmup()``) before any
-timing and pytest-benchmark's own warm-up runs first. Run with ``make bench``; results land in
+backends of a shape are compared side by side; Numba is compiled (``model.warmup()``) and
+torch.compile is compiled (while its callable is built) before any timing, and pytest-benchmark's
+own warm-up runs first. Run with ``make bench``; results land in
 ``runs/bench.json`` (``--benchmark-json``), each entry with the work cap in ``extra_info``.
 """
 
 import numpy as np
 import pytest
 
+from taugate import backends as registry
 from taugate.bench.backends import make_fns
 from taugate.runtime import random_model
 
@@ -24,7 +26,8 @@ SHAPES = [
     (4096, 0.5),
 ]
 BATCHES = [1, 64]
-BACKENDS = ["torch", "dense", "compact", "rowskip", "scipy-sparse"]
+# every backend of the registry that times a compiled model and can run here
+BACKENDS = [n for n in registry.names(needs_module=False) if registry.get(n).unavailable() is None]
 _MODELS: dict = {}
 
 

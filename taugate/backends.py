@@ -150,7 +150,8 @@ def parse(
 
 def help_lines(selection: Iterable[str]) -> str:
     """``name: help`` for each of ``selection``, for argparse help texts."""
-    return "; ".join(f"{n}: {get(n).help}" for n in selection)
+    # argparse %-formats help strings: a literal % in a backend's help must reach it as %%
+    return "; ".join(f"{n}: {get(n).help}" for n in selection).replace("%", "%%")
 
 
 # ------------------------------------------------------------------------- the built-in backends

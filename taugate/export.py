@@ -30,8 +30,10 @@ from taugate.errors import TauGateError
 from taugate.spec import ModelSpec
 
 OPSET = 17  # ai.onnx opset of the graph (Gemm, Greater, Where, Relu are all in it)
-IR_VERSION = 8  # the ONNX IR version that goes with opset 17, readable by older runtimes too
+IR_VERSION = 8  # the ONNX IR version that goes with opsets 17 and 18, readable by older runtimes
+IR_VERSIONS = {19: 9, 20: 9, 21: 10}  # the IR versions the ONNX spec pairs with newer opsets
 WRITTEN_BY = "taugate export"
+PROTOBUF_LIMIT = (1 << 31) - (1 << 24)  # protobuf's 2 GiB message limit, less room for the graph
 INPUT, OUTPUT = "x", "logits"
 
 
@@ -56,6 +58,10 @@ def to_onnx(spec: ModelSpec, manifest: dict | None = None, *, opset: int = OPSET
 
     if not isinstance(opset, int) or isinstance(opset, bool) or not 17 <= opset <= 21:
         raise TauGateError(f"opset must be an integer from 17 to 21, got {opset!r}")
+    size = sum(w.nbytes + b.nbytes for w, b in zip(spec.weights, spec.biases, strict=True))
+    if size > PROTOBUF_LIMIT:
+        raise TauGateError(f"the model's {size / 2**30:.1f} GiB of weights exceed the 2 GiB an ONNX "
+                           "file without external data can hold")  # fmt: skip
     nodes, inits = [], [numpy_helper.from_array(np.zeros((), np.float32), "zero")]
     h, last = INPUT, len(spec.layers) - 1
     for i, (layer, w, b) in enumerate(zip(spec.layers, spec.weights, spec.biases, strict=True)):
@@ -83,15 +89,18 @@ def to_onnx(spec: ModelSpec, manifest: dict | None = None, *, opset: int = OPSET
     )  # fmt: skip
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="taugate", producer_version=__version__)  # fmt: skip
-    model.ir_version = IR_VERSION
+    model.ir_version = IR_VERSIONS.get(opset, IR_VERSION)
     manifest = dict(manifest or {})
-    meta = {
-        "taugate.written_by": WRITTEN_BY,
-        "taugate.version": __version__,
-        "taugate.manifest": json.dumps(manifest, allow_nan=False),
-        "taugate.provenance": json.dumps(manifest.get("provenance", {}), allow_nan=False),
-        "taugate.compile": json.dumps(manifest.get("compile", {}), allow_nan=False),
-    }
+    try:
+        meta = {
+            "taugate.written_by": WRITTEN_BY,
+            "taugate.version": __version__,
+            "taugate.manifest": json.dumps(manifest, allow_nan=False),
+            "taugate.provenance": json.dumps(manifest.get("provenance", {}), allow_nan=False),
+            "taugate.compile": json.dumps(manifest.get("compile", {}), allow_nan=False),
+        }
+    except (TypeError, ValueError) as e:
+        raise TauGateError(f"the manifest is not standard JSON ({e})") from None
     helper.set_model_props(model, meta)
     try:
         onnx.checker.check_model(model, full_check=True)

@@ -192,9 +192,8 @@ def check_owned_file(
     if target.exists() and not force:
         d = _read_json(target) if written_by is not None else None
         if not (isinstance(d, dict) and d.get("written_by") == written_by):
-            who = f"by {written_by}" if written_by else "by this command"
+            who = f" and was not written by {written_by}" if written_by else ""
             raise TauGateError(
-                f"{path} exists and was not written {who}; refusing to overwrite it (pass --force "
-                "to replace it)"
+                f"{path} exists{who}; refusing to overwrite it (pass --force to replace it)"
             )
     return target

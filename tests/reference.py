@@ -9,14 +9,18 @@ from __future__ import annotations
 import numpy as np
 
 
+def _pre_activation(i: int, tensors: dict, h: np.ndarray, j: int) -> np.ndarray:
+    """z of unit j of layer i for a batch h (B, in), float64."""
+    w = tensors[f"layers.{i}.weight"][j].astype(np.float64)  # (in,)
+    return h @ w + float(tensors[f"layers.{i}.bias"][j])  # (B,)
+
+
 def _layer(entry: dict, i: int, tensors: dict, h: np.ndarray) -> np.ndarray:
     """One layer for a batch h (B, in): loop over the output units, float64 sums."""
-    w = tensors[f"layers.{i}.weight"].astype(np.float64)
-    b = tensors[f"layers.{i}.bias"].astype(np.float64)
     tau = tensors[f"layers.{i}.tau"].astype(np.float64) if entry["gated"] else None
     out = np.zeros((h.shape[0], entry["out"]))  # (B, out)
     for j in range(entry["out"]):
-        z = h @ w[j] + b[j]  # (B,) pre-activation of unit j
+        z = _pre_activation(i, tensors, h, j)  # (B,)
         if entry["activation"] == "none":
             out[:, j] = z
             continue
@@ -61,3 +65,29 @@ def reference_work_cap(layers: list[dict], tensors: dict, x, original_layers=Non
     for i in range(1, len(layers)):
         per_sample = per_sample + masks[i - 1].sum(axis=1) * layers[i]["out"]
     return dense / float(np.mean(per_sample))
+
+
+def separate_ties(layers: list[dict], tensors: dict, x, margin: float = 1e-3) -> dict:
+    """Move each positive threshold away from its unit's pre-activations on ``x`` (in place, and
+    returned), layer by layer, since later pre-activations depend on earlier gates.
+
+    float32 sums differ from the float64 reference by ~1e-6, so a unit with z within that of a
+    positive threshold could fire in one and not the other (a jump of size tau). Ties at 0 are
+    harmless: relu is continuous there.
+    """
+    x = np.asarray(x, np.float64)
+    for i, e in enumerate(layers[:-1]):
+        if not e["gated"]:
+            continue
+        h = reference_hidden(layers[:i], tensors, x)[-1] if i else x  # (B, in_i)
+        tau = tensors[f"layers.{i}.tau"].astype(np.float64)
+        for j in range(e["out"]):
+            z = _pre_activation(i, tensors, h, j)  # (B,)
+            for _ in range(100):
+                t = max(tau[j], 0.0)
+                near = np.abs(z - t) < margin * (1.0 + t)
+                if t == 0.0 or not near.any():
+                    break
+                tau[j] = z[near].max() + 2 * margin * (1.0 + t)
+        tensors[f"layers.{i}.tau"] = tau.astype(np.float32)
+    return tensors

@@ -202,7 +202,7 @@ def test_predict_output_through_a_symlink_and_not_onto_a_fifo(model64, tmp_path,
     (tmp_path / "link.npy").symlink_to(tmp_path / "real.npy")
     assert _predict(model64, tmp_path / "x.npy", tmp_path / "link.npy") == 2  # exists: refused
     assert (
-        "exists and was not written" in _err(capsys)
+        "exists; refusing to overwrite it" in _err(capsys)
         and (tmp_path / "real.npy").read_bytes() == b"old"
     )
     assert _predict(model64, tmp_path / "x.npy", tmp_path / "link.npy", "--force") == 0

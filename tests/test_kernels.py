@@ -19,9 +19,14 @@ from taugate.kernels import _cache, rowskip
 from taugate.runtime import BACKENDS, CompiledModel
 
 try:
-    from reference import reference_active, reference_forward, reference_work_cap
+    from reference import reference_active, reference_forward, reference_work_cap, separate_ties
 except ImportError:  # tests/ imported as a package
-    from tests.reference import reference_active, reference_forward, reference_work_cap
+    from tests.reference import (
+        reference_active,
+        reference_forward,
+        reference_work_cap,
+        separate_ties,
+    )
 
 THREADS = [t for t in (1, 2) if t <= numba.config.NUMBA_NUM_THREADS]
 MODES = ("pos", "zero", "neg", "none_active", "all_active", "mixed", "ungated")
@@ -54,32 +59,6 @@ def build(sizes, modes, seed):
         if gated:
             tensors[f"layers.{i}.tau"] = thresholds(mode, n_out, rng).astype(np.float32)
     return layers, tensors
-
-
-def separate_ties(layers, tensors, x, margin=1e-3):
-    """Move each positive threshold away from the units' pre-activations on ``x``.
-
-    float32 sums differ from the float64 reference by ~1e-6, so a unit with z within that of a
-    positive threshold could fire in one and not the other (a jump of size tau). Ties at 0 are
-    harmless: relu is continuous there.
-    """
-    h = np.asarray(x, np.float64)
-    for i, e in enumerate(layers[:-1]):
-        z = h @ tensors[f"layers.{i}.weight"].T.astype(np.float64) + tensors[f"layers.{i}.bias"]
-        thr = np.zeros(e["out"])
-        if e["gated"]:
-            tau = tensors[f"layers.{i}.tau"].astype(np.float64)
-            for j in range(e["out"]):
-                for _ in range(100):
-                    t = max(tau[j], 0.0)
-                    near = np.abs(z[:, j] - t) < margin * (1.0 + t)
-                    if t == 0.0 or not near.any():
-                        break
-                    tau[j] = z[near, j].max() + 2 * margin * (1.0 + t)
-            tensors[f"layers.{i}.tau"] = tau.astype(np.float32)
-            thr = np.maximum(tensors[f"layers.{i}.tau"].astype(np.float64), 0.0)
-        h = np.where(z > thr, z, 0.0)  # (B, out)
-    return tensors
 
 
 def assert_close(got, ref):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from taugate.cli.common import add_command, int_at_least
 
 EXAMPLES = """examples:
@@ -9,6 +11,13 @@ EXAMPLES = """examples:
   taugate export fmnist.taugate --out fmnist.onnx --force       # replace a file of any origin
   taugate export fmnist.taugate --out fmnist.onnx --no-verify   # skip the onnxruntime check
 """
+
+
+def _opset(text: str) -> int:
+    v = int_at_least("--opset", 17)(text)
+    if v > 21:
+        raise argparse.ArgumentTypeError(f"--opset must be from 17 to 21, got {text!r}")
+    return v
 
 
 def register(sub) -> None:
@@ -26,9 +35,7 @@ def register(sub) -> None:
     )
     p.add_argument("model", metavar="MODEL", help="artifact directory NAME.taugate")
     p.add_argument("--out", required=True, metavar="FILE.onnx", help="ONNX file to write")
-    p.add_argument(
-        "--opset", type=int_at_least("--opset", 17), default=17, help="ai.onnx opset (17-21)"
-    )
+    p.add_argument("--opset", type=_opset, default=17, help="ai.onnx opset, 17 to 21 (default 17)")
     p.add_argument(
         "--force", action="store_true", help="replace --out even if taugate did not write it"
     )

@@ -106,7 +106,10 @@ class CompiledModel:
                 choices = ", ".join(registry.names(runtime=True))
                 raise TauGateError(f"backend {b.name!r} is not a runtime backend (predict takes "
                                    f"{choices}, auto); time it with taugate bench")  # fmt: skip
-            k = self._kernels[b.name] = b.load()(self)
+            k = self._kernels.get(b.name)
+            if k is None:  # a missing package or a failed check: the registry's one-line error
+                k = self._kernels[b.name] = b.require().load()(self)
+            self._kernels[backend] = k  # also under the name as given ("Rowskip", " rowskip")
         return k
 
     def predict(self, x, backend: str = "rowskip", threads: int | None = None, check_finite=True):
