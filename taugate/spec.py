@@ -271,22 +271,29 @@ class ModelSpec:
 
     # -- the forward pass ----------------------------------------------------------------------
 
+    def _arrays(self, dtype) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+        """Per layer ``(W^T (in, out), b, threshold or None for the last)`` in ``dtype``, built
+        once per dtype (float32: views, no copies)."""
+        key = np.dtype(dtype)
+        cache = self.__dict__.setdefault("_by_dtype", {})
+        if key not in cache:
+            thr = [*self.thresholds, None]
+            cache[key] = [(w.T.astype(key, copy=False), b.astype(key, copy=False),
+                           None if t is None else t.astype(key, copy=False))
+                          for w, b, t in zip(self.weights, self.biases, thr, strict=True)]  # fmt: skip
+        return cache[key]
+
     def layer_outputs(
         self, x: np.ndarray, *, dtype=np.float32
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(z_i, h_i)`` for each layer in order, computed in ``dtype``: ``z_i = h_{i-1} W_i^T + b_i``
-        (B, out_i); ``h_i = where(z_i > threshold_i, z_i, 0)`` for hidden layers, ``h_i = z_i``
-        (the logits) for the last. Stop iterating early to get only the first layers."""
-        h = np.asarray(x, dtype=dtype)
-        last = len(self.layers) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            z = h @ w.T.astype(dtype, copy=False)  # (B, in) @ (in, out) -> (B, out)
-            z += b
-            if i < last:
-                thr = self.thresholds[i].astype(dtype, copy=False)  # (out,), broadcast over B
-                h = np.where(z > thr, z, dtype(0))  # (B, out)
-            else:
-                h = z
+        (B, out_i); ``h_i = z_i * 1[z_i > threshold_i]`` for hidden layers, ``h_i = z_i`` (the
+        logits) for the last. Stop iterating early to get only the first layers."""
+        h = x if x.dtype == dtype else np.asarray(x, dtype=dtype)
+        for wt, b, thr in self._arrays(dtype):
+            z = h @ wt  # (B, in) @ (in, out) -> (B, out)
+            z += b  # (B, out) + (out,)
+            h = z if thr is None else z * (z > thr)  # (B, out) * (B, out) bool
             yield z, h
 
     def forward(self, x: np.ndarray, *, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
@@ -294,10 +301,9 @@ class ModelSpec:
         row, ``counts[:, i]`` units of hidden layer ``i - 1`` with nonzero output."""
         counts = np.empty((len(x), len(self.layers)), np.int64)  # (B, L)
         counts[:, 0] = np.count_nonzero(x, axis=1)
-        h = x
-        for i, (_z, h) in enumerate(self.layer_outputs(x, dtype=dtype)):
-            if i < len(self.layers) - 1:
-                counts[:, i + 1] = np.count_nonzero(h, axis=1)
+        for i, (_z, h) in enumerate(self.layer_outputs(x, dtype=dtype), 1):
+            if i < len(self.layers):
+                counts[:, i] = np.count_nonzero(h, axis=1)
         return h, counts
 
     def hidden_outputs(self, x: np.ndarray, *, dtype=np.float32) -> list[np.ndarray]:

@@ -46,9 +46,11 @@ class StudyData:
 
 
 def load_study_data(cfg: ReproduceConfig, data_dir=None, quiet: bool = False) -> StudyData:
+    """The study's arrays. A fallback to the embedded digits is always announced on stderr:
+    ``quiet`` hides progress bars, not that the data is not what was asked for."""
     from taugate.data import load_dataset, rotated_split
 
-    ds = load_dataset(cfg.dataset, data_dir, quiet=quiet)
+    ds = load_dataset(cfg.dataset, data_dir, quiet=False)
     ntr = cfg.limit_train or len(ds.y_train)
     nte = cfg.limit_test or len(ds.y_test)
     return StudyData(

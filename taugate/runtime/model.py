@@ -11,8 +11,9 @@ import numpy as np
 from taugate import backends as registry
 from taugate.errors import TauGateError
 from taugate.inputs import as_batch
+from taugate.kernels.rowskip import check_threads
 from taugate.runtime.stats import gate_stats
-from taugate.runtime.threads import numba_threads
+from taugate.runtime.threads import MAX_THREADS
 from taugate.spec import ModelSpec
 
 # backend="auto": row-skip up to this batch size, compact above: in the README's sweeps row-skip
@@ -131,12 +132,12 @@ class CompiledModel:
             raise TauGateError(f"backend must be a string, got {type(backend).__name__}")
         if backend == "auto":  # where each won in the measurements: see AUTO_ROWSKIP_MAX_BATCH
             backend = "rowskip" if x.shape[0] <= AUTO_ROWSKIP_MAX_BATCH else "compact"
+        if threads is not None and not (type(threads) is int and 1 <= threads <= MAX_THREADS):
+            check_threads(threads)  # the one-line error
         kernel = self._kernels.get(backend) or self.kernel(backend)
-        if threads is None:  # the hot path
-            out, counts = kernel(x, check_finite, None)
-        else:
-            with numba_threads(threads):
-                out, counts = kernel(x, check_finite, threads)
+        out, counts = kernel(
+            x, check_finite, threads
+        )  # a kernel sets Numba's threads if it uses them
         self._last = (backend, counts)
         return out
 

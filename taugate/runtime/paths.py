@@ -9,6 +9,7 @@ import numpy as np
 
 from taugate.errors import TauGateError
 from taugate.kernels import rowskip as rs
+from taugate.runtime.threads import numba_threads
 from taugate.spec import ModelSpec
 
 
@@ -19,6 +20,7 @@ class NumpyKernel:
         self.spec = spec
 
     def __call__(self, x: np.ndarray, check_finite: bool, threads: int | None = None):
+        """``threads`` is not used: numpy's BLAS has its own pool (see ``bench.machine``)."""
         if not check_finite:
             with np.errstate(all="ignore"):  # the caller accepted unspecified results for bad rows
                 return self.spec.forward(x)
@@ -49,10 +51,14 @@ class RowSkipKernel:
         return threads is not None and threads > 1 and self.packed.macs >= rs.PARALLEL_MIN_MACS
 
     def __call__(self, x: np.ndarray, check_finite: bool, threads: int | None = None):
-        if threads is None and x.shape[0] == 1:  # the hot path: serial batch 1
+        parallel = self.threaded_batch_one(threads)
+        if x.shape[0] == 1 and not parallel:  # the hot path: serial batch 1, no thread pool
             return rs.run(self.packed, x, False, check_finite, 1)
-        nth = numba.get_num_threads() if threads is None else threads
-        return rs.run(self.packed, x, self.threaded_batch_one(threads), check_finite, nth)
+        previous = numba.get_num_threads()
+        if threads is None or threads == previous:  # (no context manager: this is a hot path)
+            return rs.run(self.packed, x, parallel, check_finite, previous)
+        with numba_threads(threads):  # the batched and threaded kernels run on Numba's pool
+            return rs.run(self.packed, x, parallel, check_finite, threads)
 
     def warmup(self) -> None:
         """Compile (or load from Numba's disk cache) the serial, threaded and batched paths."""

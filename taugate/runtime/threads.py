@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+import numba
+
 from taugate.kernels.rowskip import check_threads
+
+MAX_THREADS = numba.config.NUMBA_NUM_THREADS  # what numba.set_num_threads accepts
 
 
 @contextmanager
@@ -14,8 +18,6 @@ def numba_threads(threads: int | None):
     if threads is None:
         yield None
         return
-    import numba
-
     n = check_threads(threads)
     previous = numba.get_num_threads()
     if n == previous:
