@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "taugate"
 TORCH_FREE = ("taugate", "taugate.errors", "taugate.io", "taugate.spec", "taugate.artifact",
               "taugate.backends", "taugate.inputs", "taugate.kernels", "taugate.runtime",
-              "taugate.export", "taugate.export_check", "taugate.data", "taugate.stats",
+              "taugate.export", "taugate.export_check", "taugate.agreement", "taugate.data", "taugate.stats",
               "taugate.tables")  # fmt: skip
 
 

@@ -90,8 +90,8 @@ def test_deploy_snippet_runs_without_taugate(tmp_path):
     assert "fmnist.onnx" in code  # the file the test provides
     prov = {"dataset": "fashion-mnist", "angle": 45.0, "method": "taugate", "lambda": 0.01,
             "seed": 0}  # fmt: skip
-    model = CompiledModel.from_spec(random_model([784, 64, 64, 10], 0.3, seed=4).spec,
-                                    {"provenance": prov})  # fmt: skip
+    model = CompiledModel(random_model([784, 64, 64, 10], 0.3, seed=4).spec,
+                          {"provenance": prov})  # fmt: skip
     model.export_onnx(tmp_path / "fmnist.onnx")
 
     # the interpreter itself can import taugate: it is the blocker that takes it away

@@ -17,7 +17,7 @@ from taugate.sweep.figures import (
     write_figures,
 )
 from taugate.sweep.stats import summarise, work_cap
-from taugate.sweep.summary import summary_markdown, write_summary
+from taugate.sweep.summary import rowskip_beaten, summary_markdown, write_summary
 
 BACKENDS = registry.names()  # the report order is the registry's
 
@@ -134,7 +134,7 @@ def test_summarise_nan_and_missing_fields():
 
 
 def _not_paying_cells(md: str) -> set[tuple]:
-    section = md.split("## Where row-skip does not pay")[1]
+    section = md.split("## Where row-skip does not pay")[1].split("\n## ")[0]
     out = set()
     for line in section.splitlines():
         if line.startswith("- width"):
@@ -157,6 +157,22 @@ def test_summary_markdown_content():
     # batch 1, lambda 0.01: compact 4/2, 4/2.2 -> 1.91 ± 0.13x; rowskip 4/1, 4/1.2 -> 3.67 ± 0.47x
     assert "1.91x ± 0.13" in md and "3.67x ± 0.47" in md
     assert _not_paying_cells(md) == {(128, lam, b) for lam, b in SLOW}
+
+
+def test_summary_names_the_backend_that_beats_rowskip():
+    rows = _rows(backends=("compact", "rowskip", "onnxruntime"))
+    for r in rows:  # onnxruntime: 0.5 ms everywhere but at lambda 0.1, batch 64 (slow there)
+        if r["backend"] == "onnxruntime":
+            r["median_ms"] = 9.0 if (r["lambda"], r["batch"]) == (0.1, 64) else 0.5
+    beaten = rowskip_beaten(summarise(rows))
+    assert {(lam, b, best) for _w, lam, b, best, _ms, _rs in beaten} == {
+        (0.01, 1, "onnxruntime"), (0.01, 64, "onnxruntime"), (0.1, 1, "onnxruntime")}  # fmt: skip
+    section = summary_markdown(rows).split("## Where row-skip is not the fastest")[1]
+    # batch 1: rowskip 1.1 ms (mean over seeds) at 0.01, 2.1 ms at 0.1 (equal to compact)
+    assert "- width 128, batch 1: onnxruntime in 2 of 2 λ (rowskip runs at 0.24–0.45x of its speed)" in section
+    # batch 64: onnxruntime is slow at 0.1, where rowskip (1.1 ms) also beats compact (2.1 ms)
+    assert "- width 128, batch 64: onnxruntime in 1 of 2 λ (rowskip runs at 0.16x" in section
+    assert "- none" in summary_markdown(_rows(backends=("rowskip",))).split("not the fastest")[1]
 
 
 def test_summary_markdown_single_seed_and_none_slow(tmp_path):

@@ -23,7 +23,7 @@ AUTO_ROWSKIP_MAX_BATCH = 8
 
 class CompiledModel:
     """A gated MLP ready to run; build it with :func:`~taugate.runtime.load`, :meth:`from_arrays`,
-    :meth:`from_spec` or :func:`~taugate.runtime.random_model`."""
+    :func:`~taugate.runtime.random_model`."""
 
     def __init__(self, spec: ModelSpec, extra: dict | None = None, path: Path | None = None):
         from taugate.artifact import check_extra
@@ -34,10 +34,6 @@ class CompiledModel:
         self.extra = check_extra(extra)  # provenance, compile, ...: the free-form manifest keys
         self._kernels: dict[str, object] = {}  # backend name -> kernel, built on first use
         self._last = None  # (backend, counts (B, L)) of the last call
-
-    @classmethod
-    def from_spec(cls, spec: ModelSpec, extra: dict | None = None) -> CompiledModel:
-        return cls(spec, extra)
 
     @classmethod
     def from_arrays(cls, layers: list[dict], tensors: dict, extra: dict | None = None):

@@ -154,9 +154,47 @@ def _not_paying(summ: list[dict]) -> list[str]:
     return [*out, *([] if bad else ["- none: rowskip beat compact in every measured cell"]), ""]
 
 
+def rowskip_beaten(summ: list[dict]) -> list[tuple[int, float, int, str, float, float]]:
+    """(width, lambda, batch, fastest backend, its ms, rowskip ms) for every cell where some other
+    backend's mean median latency is below rowskip's."""
+    cells: dict[tuple, dict[str, float]] = {}
+    for s in summ:
+        if math.isfinite(s["median_ms_mean"]):
+            cells.setdefault((s["width"], s["lambda"], s["batch"]), {})[s["backend"]] = s["median_ms_mean"]
+    out = []
+    for (w, lam, b), ms in sorted(cells.items()):
+        rs = ms.pop("rowskip", math.nan)
+        if ms and math.isfinite(rs):
+            best = min(ms, key=ms.get)
+            if ms[best] < rs:
+                out.append((w, lam, b, best, ms[best], rs))
+    return out
+
+
+def _beaten(summ: list[dict]) -> list[str]:
+    """One line per width, batch and winning backend: in how many λ cells it beat rowskip, and
+    rowskip's speed relative to it."""
+    out = ["## Where row-skip is not the fastest", "",
+           "Cells where another backend's median latency (mean over seeds) is below rowskip's, "
+           "grouped by width, batch and the fastest backend:", ""]  # fmt: skip
+    n_lams = {(s["width"], s["batch"]): set() for s in summ}
+    for s in summ:
+        n_lams[(s["width"], s["batch"])].add(s["lambda"])
+    groups: dict[tuple, list[float]] = {}
+    for w, _lam, b, best, ms, rs in rowskip_beaten(summ):
+        groups.setdefault((w, b, best), []).append(ms / rs)
+    for (w, b, best), ratios in sorted(groups.items(), key=lambda kv: kv[0][:2]):
+        lo, hi = min(ratios), max(ratios)
+        span = f"{lo:.2f}x" if lo == hi else f"{lo:.2f}–{hi:.2f}x"
+        out.append(f"- width {w}, batch {b}: {best} in {len(ratios)} of {len(n_lams[(w, b)])} "
+                   f"λ (rowskip runs at {span} of its speed)")  # fmt: skip
+    return [*out, *([] if groups else ["- none: rowskip was the fastest in every measured cell"]), ""]
+
+
 def summary_markdown(rows: Iterable[dict], meta: dict | None = None) -> str:
     """The sweep's ``summary.md``: header and machine, accuracy tables per width, speed tables
-    per width and batch, and the cells where row skipping does not beat the compact backend."""
+    per width and batch, the cells where row skipping does not beat the compact backend, and
+    those where any backend beats it."""
     meta = dict(meta or {})
     items = normalise(rows)
     summ = aggregate(items, GROUP_KEYS, (*CELL_FIELDS, *TIMING_FIELDS))
@@ -167,6 +205,7 @@ def summary_markdown(rows: Iterable[dict], meta: dict | None = None) -> str:
     lines += _accuracy_tables(cells, _angle(items, meta))
     lines += _speed_tables(summ, cells)
     lines += _not_paying(summ)
+    lines += _beaten(summ)
     return "\n".join(lines)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from taugate.bench.run import check_agreement, near_ties
+from taugate.agreement import check_agreement, near_ties
 from taugate.errors import TauGateError
 from taugate.runtime import CompiledModel
 
