@@ -91,3 +91,18 @@ def separate_ties(layers: list[dict], tensors: dict, x, margin: float = 1e-3) ->
                 tau[j] = z[near].max() + 2 * margin * (1.0 + t)
         tensors[f"layers.{i}.tau"] = tau.astype(np.float32)
     return tensors
+
+
+def reference_compact(layers: list[dict], tensors: dict, kept: list[list[int]]):
+    """The compacted layer list and tensors that keep hidden units ``kept[i]`` of layer ``i`` (and
+    the matching input columns of layer ``i + 1``), by plain indexing."""
+    small, out = {}, [dict(e) for e in layers]
+    for i, e in enumerate(layers):
+        rows = kept[i] if i < len(layers) - 1 else list(range(e["out"]))
+        cols = kept[i - 1] if i > 0 else list(range(e["in"]))
+        small[f"layers.{i}.weight"] = tensors[f"layers.{i}.weight"][np.ix_(rows, cols)]
+        small[f"layers.{i}.bias"] = tensors[f"layers.{i}.bias"][rows]
+        if e["gated"]:
+            small[f"layers.{i}.tau"] = tensors[f"layers.{i}.tau"][rows]
+        out[i]["in"], out[i]["out"] = len(cols), len(rows)
+    return out, small

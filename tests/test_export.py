@@ -37,10 +37,10 @@ from taugate.export_check import verify
 from taugate.runtime import CompiledModel, load, random_model
 
 try:
-    from reference import reference_forward
+    from reference import reference_compact, reference_forward
     from test_kernels import MODES, build, separate_ties
 except ImportError:  # tests/ imported as a package
-    from tests.reference import reference_forward
+    from tests.reference import reference_compact, reference_forward
     from tests.test_kernels import MODES, build, separate_ties
 
 PROVIDERS = ["CPUExecutionProvider"]
@@ -117,18 +117,7 @@ def compacted(seed=0, x=None):
     t["layers.1.tau"][np.setdiff1d(np.arange(10), kept[1])] = np.inf
     if x is not None:
         t = separate_ties(orig.layers, t, x)
-    small = {
-        "layers.0.weight": t["layers.0.weight"][kept[0]],
-        "layers.0.bias": t["layers.0.bias"][kept[0]],
-        "layers.0.tau": t["layers.0.tau"][kept[0]],
-        "layers.1.weight": t["layers.1.weight"][np.ix_(kept[1], kept[0])],
-        "layers.1.bias": t["layers.1.bias"][kept[1]],
-        "layers.1.tau": t["layers.1.tau"][kept[1]],
-        "layers.2.weight": t["layers.2.weight"][:, kept[1]],
-        "layers.2.bias": t["layers.2.bias"],
-    }
-    layers = [dict(e) for e in orig.layers]
-    layers[0]["out"], layers[1]["in"], layers[1]["out"], layers[2]["in"] = 6, 6, 3, 3
+    layers, small = reference_compact(orig.layers, t, kept)
     extra = {"kept_units": kept, "original_layers": orig.layers, "provenance": {"seed": seed}}
     return orig.layers, t, CompiledModel.from_arrays(layers, small, extra)
 
@@ -491,7 +480,9 @@ def test_export_without_onnxruntime_says_it_did_not_verify(artifact, out_dir, ca
 def test_verify_catches_a_file_of_another_model(artifact, out_dir):
     other = random_model([12, 6, 3, 4], 0.5, seed=99)
     path = other.export_onnx(out_dir / "other.onnx")
-    with pytest.raises(TauGateError, match=r"other\.onnx: backend onnxruntime disagrees with the runtime"):
+    with pytest.raises(
+        TauGateError, match=r"other\.onnx: backend onnxruntime disagrees with the runtime"
+    ):
         verify(load(artifact), path)
     res = verify(other, path)
     assert res["rows"] == 65 and res["max_abs_diff"] < 1e-5 and res["argmax_agree"] == 1.0

@@ -17,9 +17,14 @@ from taugate.kernels import rowskip
 from taugate.runtime import BACKENDS, CompiledModel, load, random_model
 
 try:
-    from reference import reference_active, reference_forward, reference_work_cap
+    from reference import reference_active, reference_compact, reference_forward, reference_work_cap
 except ImportError:  # tests/ imported as a package
-    from tests.reference import reference_active, reference_forward, reference_work_cap
+    from tests.reference import (
+        reference_active,
+        reference_compact,
+        reference_forward,
+        reference_work_cap,
+    )
 
 THREADS_MAX = numba.config.NUMBA_NUM_THREADS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -148,18 +153,7 @@ def compacted(seed=0):
     t, kept = orig.tensors, [[0, 2, 3, 7], [1, 4]]
     t["layers.0.tau"][[1, 4, 5, 6]] = np.inf  # dropped units never fire in the original
     t["layers.1.tau"][[0, 2, 3]] = np.inf
-    small = {
-        "layers.0.weight": t["layers.0.weight"][kept[0]],
-        "layers.0.bias": t["layers.0.bias"][kept[0]],
-        "layers.0.tau": t["layers.0.tau"][kept[0]],
-        "layers.1.weight": t["layers.1.weight"][np.ix_(kept[1], kept[0])],
-        "layers.1.bias": t["layers.1.bias"][kept[1]],
-        "layers.1.tau": t["layers.1.tau"][kept[1]],
-        "layers.2.weight": t["layers.2.weight"][:, kept[1]],
-        "layers.2.bias": t["layers.2.bias"],
-    }
-    layers = [dict(e) for e in orig.layers]
-    layers[0]["out"], layers[1]["in"], layers[1]["out"], layers[2]["in"] = 4, 4, 2, 2
+    layers, small = reference_compact(orig.layers, t, kept)
     extra = {"kept_units": kept, "original_layers": orig.layers}
     return orig.layers, t, CompiledModel.from_arrays(layers, small, extra)
 

@@ -169,7 +169,10 @@ def test_summary_names_the_backend_that_beats_rowskip():
         (0.01, 1, "onnxruntime"), (0.01, 64, "onnxruntime"), (0.1, 1, "onnxruntime")}  # fmt: skip
     section = summary_markdown(rows).split("## Where row-skip is not the fastest")[1]
     # batch 1: rowskip 1.1 ms (mean over seeds) at 0.01, 2.1 ms at 0.1 (equal to compact)
-    assert "- width 128, batch 1: onnxruntime in 2 of 2 λ (rowskip runs at 0.24–0.45x of its speed)" in section
+    assert (
+        "- width 128, batch 1: onnxruntime in 2 of 2 λ (rowskip runs at 0.24–0.45x of its speed)"
+        in section
+    )
     # batch 64: onnxruntime is slow at 0.1, where rowskip (1.1 ms) also beats compact (2.1 ms)
     assert "- width 128, batch 64: onnxruntime in 1 of 2 λ (rowskip runs at 0.16x" in section
     assert "- none" in summary_markdown(_rows(backends=("rowskip",))).split("not the fastest")[1]

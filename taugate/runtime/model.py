@@ -17,13 +17,13 @@ from taugate.runtime.threads import MAX_THREADS
 from taugate.spec import ModelSpec
 
 # backend="auto": row-skip up to this batch size, compact above: in the README's sweeps row-skip
-# won every cell up to batch 8 (1 and 2 threads, widths 128-2048) and lost at batch 256
+# beat compact in every cell up to batch 8 (1 and 2 threads, widths 128-2048), not at batch 256
 AUTO_ROWSKIP_MAX_BATCH = 8
 
 
 class CompiledModel:
-    """A gated MLP ready to run; build it with :func:`~taugate.runtime.load`, :meth:`from_arrays`,
-    :func:`~taugate.runtime.random_model`."""
+    """A gated MLP ready to run; build it from a spec, or with :func:`~taugate.runtime.load`,
+    :meth:`from_arrays` or :func:`~taugate.runtime.random_model`."""
 
     def __init__(self, spec: ModelSpec, extra: dict | None = None, path: Path | None = None):
         from taugate.artifact import check_extra

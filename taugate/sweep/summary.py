@@ -160,7 +160,9 @@ def rowskip_beaten(summ: list[dict]) -> list[tuple[int, float, int, str, float, 
     cells: dict[tuple, dict[str, float]] = {}
     for s in summ:
         if math.isfinite(s["median_ms_mean"]):
-            cells.setdefault((s["width"], s["lambda"], s["batch"]), {})[s["backend"]] = s["median_ms_mean"]
+            cells.setdefault((s["width"], s["lambda"], s["batch"]), {})[s["backend"]] = s[
+                "median_ms_mean"
+            ]
     out = []
     for (w, lam, b), ms in sorted(cells.items()):
         rs = ms.pop("rowskip", math.nan)
@@ -188,7 +190,11 @@ def _beaten(summ: list[dict]) -> list[str]:
         span = f"{lo:.2f}x" if lo == hi else f"{lo:.2f}–{hi:.2f}x"
         out.append(f"- width {w}, batch {b}: {best} in {len(ratios)} of {len(n_lams[(w, b)])} "
                    f"λ (rowskip runs at {span} of its speed)")  # fmt: skip
-    return [*out, *([] if groups else ["- none: rowskip was the fastest in every measured cell"]), ""]
+    return [
+        *out,
+        *([] if groups else ["- none: rowskip was the fastest in every measured cell"]),
+        "",
+    ]
 
 
 def summary_markdown(rows: Iterable[dict], meta: dict | None = None) -> str:
