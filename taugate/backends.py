@@ -148,6 +148,29 @@ def parse(
     return got
 
 
+def select(requested: Iterable[str] | None = None, *, needs_module: bool | None = None,
+           defaults_only: bool = True) -> tuple[tuple[str, ...], list[str]]:  # fmt: skip
+    """The backends to time, and a note for each one left out.
+
+    ``requested`` names (a comma list or iterable): each must exist, fit ``needs_module`` and be
+    able to run here, else an error. None: every registered backend that fits (only the
+    ``default`` ones with ``defaults_only``) and can run here; the others get a ``not timed: why``
+    note."""
+    usable = names(needs_module=needs_module)
+    if requested is not None:
+        chosen = parse(requested, allowed=usable)
+        for n in chosen:
+            get(n).require()
+        return chosen, []
+    chosen, notes = [], []
+    for n in usable:
+        b = get(n)
+        if b.default or not defaults_only:
+            why = b.unavailable()
+            chosen.append(n) if why is None else notes.append(f"not timed: {why}")
+    return tuple(chosen), notes
+
+
 def help_lines(selection: Iterable[str]) -> str:
     """``name: help`` for each of ``selection``, for argparse help texts."""
     # argparse %-formats help strings: a literal % in a backend's help must reach it as %%

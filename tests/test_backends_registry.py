@@ -192,13 +192,14 @@ def test_sweep_reports_sort_a_registered_backend_by_its_order(toys):
 
 
 def test_sweep_config_takes_a_registered_backend(toys):
-    from taugate.sweep.config import SweepConfig, available_backends
+    from taugate.sweep.config import SweepConfig
 
     cfg = SweepConfig.from_flat(dataset="digits", backends=(TOY,), lambdas=(0.0,), seeds=1)
     assert cfg.backends == (TOY,)
     assert cfg.to_dict()["backends"] == [TOY]
     default = SweepConfig.from_flat(dataset="digits").backends  # every available one, in order
-    assert default == available_backends()
+    assert default == registry.select(defaults_only=False)[0]
+    assert set(default) == {n for n in registry.names() if registry.get(n).unavailable() is None}
     assert default.index("dense") < default.index(TOY) < default.index("compact")
     assert default.index("compact") < default.index(TOY_RT) < default.index("rowskip")
 

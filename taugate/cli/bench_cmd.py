@@ -171,26 +171,8 @@ def _models(args):
     return out
 
 
-def _backends(args) -> tuple[tuple[str, ...], list[str]]:
-    """The backends to time, and a note per default backend that cannot run here."""
-    from taugate import backends as registry
-
-    usable = registry.names(needs_module=False)
-    if args.backends is not None:
-        chosen = registry.parse(args.backends, allowed=usable)
-        for n in chosen:
-            registry.get(n).require()  # asked for by name: missing packages are an error
-        return chosen, []
-    chosen, notes = [], []
-    for n in usable:
-        b = registry.get(n)
-        if b.default:
-            why = b.unavailable()
-            chosen.append(n) if why is None else notes.append(f"not timed: {why}")
-    return tuple(chosen), notes
-
-
 def run(args) -> int:
+    from taugate import backends as registry
     from taugate.bench.machine import machine_info
     from taugate.bench.run import bench_model
     from taugate.bench.tables import pivot_table, rows_table
@@ -198,7 +180,7 @@ def run(args) -> int:
     from taugate.io import atomic_write_json, check_owned_file
 
     _check_flags(args)
-    backends, notes = _backends(args)
+    backends, notes = registry.select(args.backends, needs_module=False)
     if args.json:
         check_owned_file(args.json, WRITTEN_BY, force=args.force)  # before the benchmark
     for n in notes:

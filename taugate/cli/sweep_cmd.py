@@ -98,6 +98,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from pathlib import Path
 
+    from taugate import backends as registry
     from taugate.configs import ReproduceConfig
     from taugate.sweep.config import SweepConfig
     from taugate.sweep.run import run_sweep
@@ -111,6 +112,9 @@ def run(args) -> int:
     cfg = SweepConfig(study=study, lambdas=args.lambdas, widths=args.widths, depth=args.depth,
                       batch_sizes=args.batch_sizes, backends=args.backends, threads=args.threads,
                       rounds=args.rounds)  # fmt: skip
+    if not args.backends:
+        for note in registry.select(defaults_only=False)[1]:  # the backends left out, and why
+            print(f"note: {note}")
     rows = run_sweep(cfg, args.out, args.data_dir, args.resume, args.force, args.quiet)
     out = Path(args.out)
     print((out / "summary.md").read_text())

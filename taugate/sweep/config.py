@@ -50,7 +50,7 @@ class SweepConfig:
             raise TauGateError(f"the lambda list repeats a value: {list(self.lambdas)}")
         self.widths = tuple(int(w) for w in self.widths)
         self.batch_sizes = tuple(int(b) for b in self.batch_sizes)
-        self.backends = registry.parse(self.backends) if self.backends else available_backends()
+        self.backends = registry.select(self.backends or None, defaults_only=False)[0]
         for name, vals in (("width", self.widths), ("batch size", self.batch_sizes)):
             if not vals or min(vals) < 1:
                 raise TauGateError(f"every {name} must be >= 1, got {list(vals)}")
@@ -58,8 +58,6 @@ class SweepConfig:
             raise TauGateError("depth and calib size must be >= 1 and rounds >= 3")
         if self.threads is not None and self.threads < 1:
             raise TauGateError(f"threads must be >= 1, got {self.threads}")
-        for b in self.backends:
-            registry.get(b).require()
 
     @classmethod
     def from_flat(cls, **kw) -> SweepConfig:
@@ -105,11 +103,6 @@ class SweepConfig:
         s = self.study
         return [(w, seed, lam) for w in self.widths for seed in range(s.seed0, s.seed0 + s.seeds)
                 for lam in self.lambdas]  # fmt: skip
-
-
-def available_backends() -> tuple[str, ...]:
-    """Every registered backend that can run here (the sweep's default)."""
-    return tuple(n for n in registry.names() if registry.get(n).unavailable() is None)
 
 
 def differing_fields(a: dict, b: dict) -> list[str]:
