@@ -1,28 +1,23 @@
-"""ONNX export (``taugate.export``, ``CompiledModel.to_onnx`` / ``export_onnx``, ``taugate export``).
+"""ONNX export, the graph (``taugate.export``, ``CompiledModel.to_onnx`` / ``export_onnx``).
 
 Checks that the exported graph is valid ONNX (full checker) with the documented opset, IR version,
 input / output names and dynamic batch, gates as Greater + Where and plain hidden layers as Relu;
 that onnxruntime computes the runtime's logits (and the float64 reference's) for random shapes and
 thresholds, for compacted models and for a real trained fashion-mnist model on its whole test
-split; that the metadata carries the manifest; that exporting never imports torch; and that the
-command writes, verifies and refuses exactly what it documents, with one-line errors and no temp
-files left behind.
+split; that the metadata carries the manifest; and that exporting never imports torch. The
+``taugate export`` command is checked in tests/test_export_cli.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from conftest import DATA_DIR, needs_data
 from hypothesis import HealthCheck, given, settings
@@ -32,59 +27,24 @@ from onnx import numpy_helper
 import taugate
 from taugate.cli import main
 from taugate.errors import TauGateError
-from taugate.export import check_onnx_destination, export_onnx, to_onnx, written_by_export
-from taugate.export_check import verify
+from taugate.export import to_onnx
 from taugate.runtime import CompiledModel, load, random_model
 
 try:
-    from reference import reference_compact, reference_forward
+    from export_helpers import assert_close, compacted, dims, opset_of, props, run, session
+    from reference import reference_forward
     from test_kernels import MODES, build, separate_ties
 except ImportError:  # tests/ imported as a package
-    from tests.reference import reference_compact, reference_forward
+    from tests.export_helpers import assert_close, compacted, dims, opset_of, props, run, session
+    from tests.reference import reference_forward
     from tests.test_kernels import MODES, build, separate_ties
-
-PROVIDERS = ["CPUExecutionProvider"]
 
 
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def session(model_or_path) -> ort.InferenceSession:
-    """An onnxruntime CPU session for an ``onnx.ModelProto`` or a file."""
-    if isinstance(model_or_path, onnx.ModelProto):
-        return ort.InferenceSession(model_or_path.SerializeToString(), providers=PROVIDERS)
-    return ort.InferenceSession(str(model_or_path), providers=PROVIDERS)
-
-
-def run(sess, x) -> np.ndarray:
-    return sess.run(["logits"], {"x": np.ascontiguousarray(x, np.float32)})[0]
-
-
-def assert_close(got, ref, rel=1e-4):
-    """Equal up to float32 rounding, relative to the logits' scale."""
-    scale = max(1.0, float(np.abs(ref).max()))
-    np.testing.assert_allclose(got, ref, rtol=0, atol=rel * scale)
-
-
-def dims(value_info) -> list:
-    """A graph input's / output's shape: dim_param names (str) or dim_value sizes (int)."""
-    return [
-        d.dim_param if d.HasField("dim_param") else d.dim_value
-        for d in value_info.type.tensor_type.shape.dim
-    ]
-
-
-def opset_of(model: onnx.ModelProto, domain: str = "") -> int:
-    (v,) = [o.version for o in model.opset_import if o.domain == domain]
-    return v
-
-
 def initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-
-
-def props(model: onnx.ModelProto) -> dict[str, str]:
-    return {p.key: p.value for p in model.metadata_props}
 
 
 def mixed_model(seed=0):
@@ -105,38 +65,6 @@ def mixed_model(seed=0):
         "compile": {"calib_size": 2000, "units_kept": [7, 6], "accuracy_after": 0.8125},
     }
     return layers, tensors, CompiledModel.from_arrays(layers, tensors, extra)
-
-
-def compacted(seed=0, x=None):
-    """An original 12-20-10-4 model with the units outside ``kept`` never firing, and its
-    compacted twin (same function; see ``compacted`` in tests/test_runtime.py). With ``x``, the
-    thresholds are first moved clear of ties on ``x``."""
-    orig = random_model([12, 20, 10, 4], active=0.6, seed=seed)
-    t, kept = orig.tensors, [[0, 2, 3, 7, 11, 19], [1, 4, 9]]
-    t["layers.0.tau"][np.setdiff1d(np.arange(20), kept[0])] = np.inf
-    t["layers.1.tau"][np.setdiff1d(np.arange(10), kept[1])] = np.inf
-    if x is not None:
-        t = separate_ties(orig.layers, t, x)
-    layers, small = reference_compact(orig.layers, t, kept)
-    extra = {"kept_units": kept, "original_layers": orig.layers, "provenance": {"seed": seed}}
-    return orig.layers, t, CompiledModel.from_arrays(layers, small, extra)
-
-
-def listing(d: Path) -> list[str]:
-    """Every name in ``d`` (hidden temp files included)."""
-    return sorted(os.listdir(d))
-
-
-def one_line_error(capsys, *fragments) -> str:
-    """The command's stderr: exactly one ``taugate: error:`` line holding every fragment."""
-    cap = capsys.readouterr()
-    lines = cap.err.splitlines()
-    assert len(lines) == 1, cap.err
-    assert lines[0].startswith("taugate: error: "), cap.err
-    for f in fragments:
-        assert f in lines[0], (f, lines[0])
-    assert cap.out == ""
-    return lines[0]
 
 
 # -- 1. the graph ---------------------------------------------------------------------------------
@@ -416,222 +344,3 @@ def test_export_never_imports_torch(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "ok"
     assert (tmp_path / "api.onnx").is_file() and (tmp_path / "cli.onnx").is_file()
-
-
-# -- 7. the command -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def artifact(tmp_path_factory) -> Path:
-    """A compacted 12-6-3-4 artifact."""
-    _, _, model = compacted(seed=5)
-    return model.save(tmp_path_factory.mktemp("art") / "m.taugate")
-
-
-@pytest.fixture
-def out_dir(tmp_path) -> Path:
-    d = tmp_path / "out"
-    d.mkdir()
-    return d
-
-
-VERIFIED = re.compile(
-    r"^onnxruntime (\S+): max \|logit diff\| vs the runtime (\S+) on 65 random inputs "
-    r"\(batch 1 and 64\), argmax agrees on 100\.0 %$"
-)
-
-
-def test_export_writes_verifies_and_prints(artifact, out_dir, capsys):
-    out = out_dir / "m.onnx"
-    assert main(["export", str(artifact), "--out", str(out)]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2, lines
-    size_kib = f"{out.stat().st_size / 1024:,.0f} KiB"
-    assert lines[0] == f"wrote {out}: 12-6-3-4, opset 17, dynamic batch, {size_kib}"
-    match = VERIFIED.match(lines[1])
-    assert match, lines[1]
-    assert match[1] == ort.__version__ and float(match[2]) < 1e-5
-    assert listing(out_dir) == ["m.onnx"]  # no temp or probe file left
-    model = load(artifact)
-    m = onnx.load(str(out))
-    onnx.checker.check_model(m, full_check=True)
-    assert json.loads(props(m)["taugate.manifest"]) == model.manifest
-    x = np.random.default_rng(3).standard_normal((9, 12)).astype(np.float32)
-    assert_close(run(session(out), x), model.predict(x, backend="compact"))
-
-
-def test_export_with_opset_18_and_no_verify(artifact, out_dir, capsys):
-    out = out_dir / "m.onnx"
-    assert main(["export", str(artifact), "--out", str(out), "--opset", "18", "--no-verify"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 1 and "opset 18" in lines[0] and "onnxruntime" not in lines[0]
-    assert opset_of(onnx.load(str(out))) == 18
-    assert listing(out_dir) == ["m.onnx"]
-
-
-def test_export_without_onnxruntime_says_it_did_not_verify(artifact, out_dir, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
-    assert main(["export", str(artifact), "--out", str(out_dir / "m.onnx")]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[1] == "not verified: onnxruntime is not installed (pip install 'taugate[onnx]')"
-    assert verify(load(artifact), out_dir / "m.onnx") is None
-
-
-def test_verify_catches_a_file_of_another_model(artifact, out_dir):
-    other = random_model([12, 6, 3, 4], 0.5, seed=99)
-    path = other.export_onnx(out_dir / "other.onnx")
-    with pytest.raises(
-        TauGateError, match=r"other\.onnx: backend onnxruntime disagrees with the runtime"
-    ):
-        verify(load(artifact), path)
-    res = verify(other, path)
-    assert res["rows"] == 65 and res["max_abs_diff"] < 1e-5 and res["argmax_agree"] == 1.0
-
-
-def test_opset_below_17_is_refused_by_argparse(artifact, out_dir, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(["export", str(artifact), "--out", str(out_dir / "m.onnx"), "--opset", "16"])
-    assert e.value.code == 2
-    assert "--opset must be >= 17" in capsys.readouterr().err
-    assert listing(out_dir) == []
-
-
-def test_opset_above_21_is_refused_by_argparse(artifact, out_dir, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(["export", str(artifact), "--out", str(out_dir / "m.onnx"), "--opset", "22"])
-    assert e.value.code == 2
-    assert "--opset must be from 17 to 21, got '22'" in capsys.readouterr().err
-    assert listing(out_dir) == []
-
-
-def test_missing_artifact(out_dir, capsys):
-    missing = out_dir.parent / "nope.taugate"
-    assert main(["export", str(missing), "--out", str(out_dir / "m.onnx")]) == 2
-    one_line_error(capsys, str(missing), "does not exist")
-    assert listing(out_dir) == []
-
-
-def test_tampered_weights(artifact, tmp_path, out_dir, capsys):
-    import shutil
-
-    bad = Path(shutil.copytree(artifact, tmp_path / "bad.taugate"))
-    w = bad / "weights.safetensors"
-    data = bytearray(w.read_bytes())
-    data[-3] ^= 0x01  # one bit of one weight
-    w.write_bytes(bytes(data))
-    assert main(["export", str(bad), "--out", str(out_dir / "m.onnx")]) == 2
-    one_line_error(capsys, "weights.safetensors", "sha256")
-    assert listing(out_dir) == []
-
-
-def test_output_inside_a_regular_file(artifact, out_dir, capsys):
-    (out_dir / "file").write_text("not a folder")
-    for out in (out_dir / "file" / "m.onnx", out_dir / "file" / "sub" / "m.onnx"):
-        assert main(["export", str(artifact), "--out", str(out)]) == 2
-        one_line_error(capsys, "not writable", "is not a directory")
-    assert listing(out_dir) == ["file"] and (out_dir / "file").read_text() == "not a folder"
-
-
-@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
-def test_output_in_an_unwritable_place(artifact, capsys):
-    # /proc takes no new files, even for root (who can write into any chmod 0o500 folder)
-    for out in ("/proc/taugate-test.onnx", "/proc/taugate-test/m.onnx"):
-        assert main(["export", str(artifact), "--out", out]) == 2
-        one_line_error(capsys, "not writable")
-        assert not os.path.exists(out)
-
-
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes anywhere")
-def test_output_in_a_read_only_folder(artifact, out_dir, capsys):
-    ro = out_dir / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
-    try:
-        assert main(["export", str(artifact), "--out", str(ro / "m.onnx")]) == 2
-        one_line_error(capsys, "not writable")
-        assert listing(ro) == []
-    finally:
-        ro.chmod(0o700)
-
-
-def test_output_is_a_directory(artifact, out_dir, capsys):
-    (out_dir / "m.onnx").mkdir()
-    assert main(["export", str(artifact), "--out", str(out_dir / "m.onnx")]) == 2
-    one_line_error(capsys, "is a directory")
-    assert listing(out_dir) == ["m.onnx"] and listing(out_dir / "m.onnx") == []
-
-
-def foreign_onnx(path: Path) -> bytes:
-    """A valid ONNX file (Identity) that taugate export did not write."""
-    from onnx import TensorProto, helper
-
-    vi = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 12]) for n in ("x", "logits")]
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["x"], ["logits"])], "g", vi[:1], vi[1:]
-    )
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    helper.set_model_props(m, {"taugate.written_by": "someone else"})
-    data = m.SerializeToString()
-    path.write_bytes(data)
-    return data
-
-
-@pytest.mark.parametrize("kind", ["text", "empty", "foreign-onnx"])
-def test_a_file_export_did_not_write_is_kept_unless_force(artifact, out_dir, capsys, kind):
-    out = out_dir / "m.onnx"
-    if kind == "foreign-onnx":
-        before = foreign_onnx(out)
-    else:
-        before = b"my notes\n" if kind == "text" else b""
-        out.write_bytes(before)
-    assert not written_by_export(out)
-    assert main(["export", str(artifact), "--out", str(out)]) == 2
-    one_line_error(capsys, str(out), "not written by taugate export", "--force")
-    assert out.read_bytes() == before and listing(out_dir) == ["m.onnx"]
-    with pytest.raises(TauGateError, match="not written by taugate export"):
-        load(artifact).export_onnx(out)
-    assert out.read_bytes() == before
-    assert main(["export", str(artifact), "--out", str(out), "--force", "--no-verify"]) == 0
-    assert capsys.readouterr().out.startswith(f"wrote {out}: 12-6-3-4")
-    assert written_by_export(out) and listing(out_dir) == ["m.onnx"]
-    assert dims(onnx.load(str(out)).graph.input[0]) == ["batch", 12]
-
-
-def test_a_file_export_wrote_is_replaced_without_force(artifact, out_dir, capsys):
-    out = out_dir / "m.onnx"
-    random_model([5, 4, 2], 0.5, seed=1).export_onnx(out)  # an earlier export, another model
-    assert written_by_export(out)
-    assert main(["export", str(artifact), "--out", str(out), "--no-verify"]) == 0
-    assert dims(onnx.load(str(out)).graph.input[0]) == ["batch", 12]  # the new model
-    assert listing(out_dir) == ["m.onnx"]
-    assert check_onnx_destination(out) == out  # and may be replaced again
-
-
-def test_the_destination_is_checked_before_the_artifact_is_read(out_dir, capsys):
-    (out_dir / "m.onnx").write_text("keep me")
-    assert main(["export", str(out_dir / "nope.taugate"), "--out", str(out_dir / "m.onnx")]) == 2
-    one_line_error(capsys, "not written by taugate export")  # not "does not exist"
-
-
-def test_export_onnx_api_errors(tmp_path):
-    spec = random_model([4, 3, 2], 0.5).spec
-    with pytest.raises(TauGateError, match="output path must be a str or path, got int"):
-        export_onnx(spec, {}, 123)
-    with pytest.raises(TauGateError, match="is a directory"):
-        export_onnx(spec, {}, tmp_path)
-    with pytest.raises(TauGateError, match="opset must be an integer"):
-        export_onnx(spec, {}, tmp_path / "m.onnx", opset=30)
-    assert listing(tmp_path) == []  # a bad opset is caught before anything is written
-
-
-# -- 8. no onnx package -------------------------------------------------------------------------------
-
-
-def test_missing_onnx_package_says_how_to_install_it(artifact, out_dir, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx -> ImportError
-    assert main(["export", str(artifact), "--out", str(out_dir / "m.onnx")]) == 2
-    one_line_error(capsys, "needs the onnx package", "pip install 'taugate[onnx]'")
-    assert listing(out_dir) == []
-    with pytest.raises(TauGateError, match=r"pip install 'taugate\[onnx\]'"):
-        random_model([4, 3, 2], 0.5).to_onnx()
