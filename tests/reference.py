@@ -106,3 +106,60 @@ def reference_compact(layers: list[dict], tensors: dict, kept: list[list[int]]):
             small[f"layers.{i}.tau"] = tensors[f"layers.{i}.tau"][rows]
         out[i]["in"], out[i]["out"] = len(cols), len(rows)
     return out, small
+
+
+def reference_phi(name: str, z) -> np.ndarray:
+    """The activation ``name`` (relu, gelu (exact, erf), gelu-tanh, silu) at z, float64."""
+    import math
+
+    z = np.asarray(z, np.float64)
+    if name == "relu":
+        return np.maximum(z, 0.0)
+    if name == "gelu":
+        erf = np.vectorize(math.erf, otypes=[np.float64])
+        return 0.5 * z * (1.0 + erf(z / math.sqrt(2.0)))
+    if name == "gelu-tanh":
+        return 0.5 * z * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (z + 0.044715 * z**3)))
+    if name == "silu":
+        return z * 0.5 * (1.0 + np.tanh(0.5 * z))  # = z * sigmoid(z), no overflow
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def reference_ffn(x, wz, bz, wdt, bd, thr, act_name, wu=None, bu=None):
+    """One FFN block per token, by explicit loops over tokens and units, float64: unit j is open
+    iff z_j = wz[j] . x + bz[j] > thr[j]; then h_j = phi(z_j) (times wu[j] . x + bu[j] if wu is
+    given) and y += h_j * wdt[j]. Returns (y (N, d_out), counts (N,) of open units)."""
+    x = np.asarray(x, np.float64)
+    x = x[None, :] if x.ndim == 1 else x  # (N, d_in)
+    f64 = [None if a is None else np.asarray(a, np.float64) for a in (wz, bz, wdt, bd, wu, bu)]
+    wz, bz, wdt, bd, wu, bu = f64
+    y = np.zeros((x.shape[0], wdt.shape[1]))  # (N, d_out)
+    counts = np.zeros(x.shape[0], np.int64)
+    for n in range(x.shape[0]):
+        y[n] = bd
+        for j in range(wz.shape[0]):
+            z = float(wz[j] @ x[n]) + bz[j]
+            if not z > float(thr[j]):
+                continue
+            counts[n] += 1
+            h = float(reference_phi(act_name, z))
+            if wu is not None:
+                h *= float(wu[j] @ x[n]) + bu[j]
+            y[n] += h * wdt[j]
+    return y, counts
+
+
+def separate_ffn_ties(x, wz, bz, thr, margin: float = 1e-3) -> np.ndarray:
+    """thr (float32) with each finite threshold moved above every z_j on x within ``margin``
+    (relative) of it, so that float32 sums, ~1e-6 off the float64 ones, gate like the reference."""
+    x = np.asarray(x, np.float64)
+    z = np.atleast_2d(x) @ np.asarray(wz, np.float64).T + np.asarray(bz, np.float64)  # (N, F)
+    out = np.asarray(thr, np.float64).copy()
+    for j in range(out.shape[0]):
+        for _ in range(100):
+            t = out[j]
+            near = np.abs(z[:, j] - t) < margin * (1.0 + abs(t)) if np.isfinite(t) else []
+            if not np.any(near):
+                break
+            out[j] = z[near, j].max() + 2 * margin * (1.0 + abs(t))
+    return out.astype(np.float32)

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "taugate"
-TORCH_FREE = ("taugate", "taugate.errors", "taugate.io", "taugate.layers", "taugate.spec", "taugate.artifact",
+TORCH_FREE = ("taugate", "taugate.errors", "taugate.io", "taugate.layers", "taugate.activations", "taugate.spec", "taugate.artifact",
               "taugate.backends", "taugate.inputs", "taugate.kernels", "taugate.runtime",
               "taugate.export", "taugate.export_check", "taugate.agreement", "taugate.data", "taugate.stats",
               "taugate.tables")  # fmt: skip

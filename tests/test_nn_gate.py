@@ -122,3 +122,30 @@ def test_gate_statistics_ranges():
 def test_config_rejects_bad_values(kw):
     with pytest.raises(TauGateError):
         TauGateConfig(**kw)
+
+
+def test_tau_gradient_window_for_activations_that_start_at_their_floor():
+    """A gelu / silu threshold starts at the floor, where sigmoid(s (z - tau)) is 1 for every z: the
+    exact gradient to tau is 0. In the window it is the gradient at clamp(s (z - tau), -w, w);
+    the forward stays exact, and ReLU keeps the exact gradient."""
+    import torch
+
+    from taugate.nn.config import TauGateConfig
+    from taugate.nn.gate import TauGate
+
+    z = torch.linspace(-2.0, 2.0, 12).reshape(3, 4)  # (B, width)
+    assert TauGate(4, TauGateConfig(), "relu").tau_grad_window == 0.0
+    for act in ("gelu", "gelu-tanh", "silu"):
+        g = TauGate(4, TauGateConfig(), act)
+        exact = TauGate(4, TauGateConfig(tau_grad_window=0), act)
+        assert g.tau_grad_window == 4.0
+        g(z).sum().backward()
+        exact(z).sum().backward()
+        assert float(exact.tau.grad.abs().max()) == 0.0  # the exact gradient vanishes there
+        s = g.sharpness
+        sig = torch.sigmoid((s * (z - g.tau.detach())).clamp(-4.0, 4.0))  # (B, width)
+        want = (-s * sig * (1 - sig) * g._phi(z)).sum(0)  # d(sum gamma phi(z) g) / d tau
+        torch.testing.assert_close(g.tau.grad, want)
+        assert float(g.tau.grad.abs().min()) > 0
+        with torch.no_grad():
+            torch.testing.assert_close(g(z), exact(z))  # the same forward

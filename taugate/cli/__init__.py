@@ -22,6 +22,7 @@ EPILOG = """examples:
 def build_parser() -> argparse.ArgumentParser:
     from taugate.cli import (
         bench_cmd,
+        bench_lm_cmd,
         compile_cmd,
         datasets,
         export_cmd,
@@ -39,7 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"taugate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for mod in (reproduce, compile_cmd, export_cmd, predict_cmd, bench_cmd, sweep_cmd, datasets):
+    for mod in (
+        reproduce,
+        compile_cmd,
+        export_cmd,
+        predict_cmd,
+        bench_cmd,
+        sweep_cmd,
+        bench_lm_cmd,
+        datasets,
+    ):
         mod.register(sub)
     return parser
 

@@ -24,6 +24,10 @@ class TauGateConfig:
     sparsity: float = 0.0  # lambda in loss = task + lambda * sum_layers mean(g) (eq. 5)
     high_act: float = 0.9  # a gate counts as "highly active" when g > high_act
     target_modules: str | None = None  # regex on module names; None = every ReLU after a Linear
+    # tau's gradient is taken at clamp(s (z - tau), -w, w): a unit far from its threshold still
+    # gets a small one (straight-through style). None: exact for ReLU, 4 for other activations,
+    # whose thresholds start at the activation's floor where the exact gradient is 0; 0: exact
+    tau_grad_window: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("sharpness", "init_open", "sparsity", "high_act"):
@@ -34,6 +38,9 @@ class TauGateConfig:
             raise TauGateError(f"TauGateConfig.sharpness s must be > 0, got {self.sharpness}")
         if not 0.5 <= self.init_open < 1:
             raise TauGateError(f"TauGateConfig.init_open must be in [0.5, 1), got {self.init_open}")
+        w = self.tau_grad_window
+        if w is not None and (isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0):
+            raise TauGateError(f"TauGateConfig.tau_grad_window must be None or >= 0, got {w!r}")
         if self.sparsity < 0:
             raise TauGateError(f"TauGateConfig.sparsity (lambda) must be >= 0, got {self.sparsity}")
         if not 0 < self.high_act < 1:
@@ -48,9 +55,19 @@ class TauGateConfig:
 
     @property
     def tau_init(self) -> float:
-        """Initial threshold: the smooth gate equals ``init_open`` at z = 0 and the hard gate cuts
-        nothing that ReLU keeps (tau0 < 0)."""
-        return -math.log(self.init_open / (1.0 - self.init_open)) / self.sharpness
+        """Initial threshold of a ReLU unit (see :meth:`tau_start`)."""
+        return self.tau_start("relu")
+
+    def tau_start(self, activation: str = "relu") -> float:
+        """Initial threshold for a unit with ``activation``: the smooth gate equals ``init_open``
+        at the activation's floor (0 for ReLU; below the floor ``|phi(z)| < 1e-5``, see
+        :mod:`taugate.activations`), so the gated unit starts as the identity: the smooth gate is
+        >= ``init_open`` wherever phi matters, and the hard gate ``1[z > tau]`` cuts only values
+        of phi smaller than 1e-5."""
+        from taugate.activations import get_activation
+
+        floor = get_activation(activation).floor
+        return floor - math.log(self.init_open / (1.0 - self.init_open)) / self.sharpness
 
     def to_dict(self) -> dict:
         return asdict(self)

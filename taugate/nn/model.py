@@ -37,9 +37,17 @@ class MLP(nn.Sequential):
 def apply_taugate_(
     model: nn.Module, config: TauGateConfig | None = None, filter_fn: FilterFn | None = None
 ) -> list[str]:
-    """Replace, in place, every ReLU that directly follows a Linear in an ``nn.Sequential`` with a
-    :class:`TauGate` of that Linear's width. ``config.target_modules`` (regex on the ReLU's name) and
-    ``filter_fn(name, module)`` select which. Returns the names of the replaced modules."""
+    """Gate ``model`` in place and return the names of what was gated.
+
+    A language model (the own GPT, OPT, GPT-2, Llama; see :mod:`taugate.lm.apply`): the
+    activation of every FFN block whose module path matches ``config.target_modules`` (a regex)
+    and ``filter_fn(name, owner)``. Any other model: every ReLU that directly follows a Linear in
+    an ``nn.Sequential`` becomes a :class:`TauGate` of that Linear's width, selected by
+    ``target_modules`` (regex on the ReLU's name) and ``filter_fn(name, module)``."""
+    from taugate.lm.apply import _is_lm, apply_taugate_lm_
+
+    if _is_lm(model):
+        return apply_taugate_lm_(model, config, filter_fn)
     config = config or TauGateConfig()
     pattern = re.compile(config.target_modules) if config.target_modules else None
     replaced: list[str] = []

@@ -1,0 +1,202 @@
+"""``taugate bench-lm``: decode speed of a language model with its FFN blocks dense, hard-gated and
+compiled, side by side, with the FFN's share of decode time and the caps that bound the speedup.
+
+Paths, each timed as one decode step (``B`` new tokens on the KV cache of a ``prompt_len``-token
+prompt, the same step on every call) with the interleaved harness of :mod:`taugate.bench.timing`:
+
+- ``torch``: the base model, dense, in eager torch (what a user runs today);
+- ``torch-hard``: the gated model with hard gates, eager torch (computes every unit, then masks);
+- ``compiled``: every gated FFN block replaced by the Numba kernel (:mod:`taugate.lm.compile`);
+- ``torch-no-ffn``: the base model with every FFN block returning zeros: the rest of the step.
+  The FFN's share of decode time is ``f = 1 - t(no-ffn) / t(torch)``.
+
+Caps: the FFN work cap is dense FFN multiply-adds / the multiply-adds the kernel still needs (the
+``z`` pass counted dense: nothing predicts yet which units fire); the end-to-end cap is Amdahl's
+``1 / ((1 - f) + f / ffn_cap)``. Each is reported with the share of it reached. The FFN kernel is
+also timed alone, on the step's own FFN inputs, against the project's own dense FFN kernel.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+from taugate.bench.machine import thread_limit
+from taugate.bench.timing import TimingConfig, time_interleaved
+from taugate.errors import TauGateError
+from taugate.kernels.ffn import ffn_forward, warmup
+from taugate.lm.apply import gated_blocks
+from taugate.lm.compile import _swap, compile_lm_, compiled_blocks
+from taugate.lm.families import ffn_blocks
+from taugate.nn.model import harden_
+
+PATHS = ("torch", "torch-hard", "compiled", "torch-no-ffn")
+
+
+class _ZeroFFN(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x)
+
+
+def without_ffn(base: nn.Module) -> nn.Module:
+    """A copy of ``base`` whose FFN blocks return zeros (times everything but the FFN)."""
+    model = copy.deepcopy(base)
+    for b in ffn_blocks(model):
+        _swap(model, b, _ZeroFFN())
+    return model
+
+
+def decode_step(model: nn.Module, prompt: torch.Tensor):
+    """A callable running one decode step of ``model`` after ``prompt`` (B, P): the prompt's cache
+    is built once, and each call feeds the same next tokens (B, 1) on it and returns the logits
+    (B, vocab). Hugging Face caches grow in place, so they are cropped back after each step."""
+    with torch.inference_mode():
+        if hasattr(model, "blocks"):  # the own GPT: forward(idx, past) -> (logits, present)
+            logits, cache = model(prompt)
+            nxt = logits[:, -1].argmax(-1, keepdim=True)  # (B, 1)
+
+            def step():
+                with torch.inference_mode():
+                    return model(nxt, past=cache)[0][:, -1]
+
+            return step
+        out = model(input_ids=prompt, use_cache=True)
+        cache, n = out.past_key_values, prompt.shape[1]
+        nxt = out.logits[:, -1].argmax(-1, keepdim=True)  # (B, 1)
+
+    def hf_step():
+        with torch.inference_mode():
+            logits = model(input_ids=nxt, past_key_values=cache, use_cache=True).logits[:, -1]
+            cache.crop(n)
+            return logits
+
+    return hf_step
+
+
+def _ffn_inputs(model: nn.Module, step) -> list[np.ndarray]:
+    """The input (B, d_model) of every compiled FFN block during one call of ``step``."""
+    seen: list[np.ndarray] = []
+    hooks = [m.register_forward_hook(lambda _m, inp, _o: seen.append(inp[0].reshape(-1, inp[0].shape[-1])
+                                                                     .contiguous().numpy().copy()))
+             for m in compiled_blocks(model)]  # fmt: skip
+    try:
+        step()
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def _near_tie_rows(gated: nn.Module, step, rel: float = 1e-4) -> torch.Tensor:
+    """(B,) bool: rows of the step where some gated unit's z lies within ``rel`` of its threshold
+    (float32 rounding may then open the gate in one path and not in the other)."""
+    from taugate.lm.compile import effective_threshold
+
+    near: list[torch.Tensor] = []
+
+    def hook(gate, inputs, _out):
+        z = inputs[0].detach()
+        thr = torch.from_numpy(effective_threshold(gate))  # (width,)
+        with np.errstate(invalid="ignore"):
+            close = (z - thr).abs() <= rel * thr.abs().clamp(min=1.0)  # (..., width)
+        near.append(close.reshape(close.shape[0], -1).any(-1))
+
+    handles = [getattr(b.owner, b.act).register_forward_hook(hook) for b in gated_blocks(gated)]
+    try:
+        step()
+    finally:
+        for h in handles:
+            h.remove()
+    return torch.stack(near).any(0) if near else torch.zeros(0, dtype=torch.bool)
+
+
+def _check(gated: nn.Module, hard_step, compiled_step, what: str) -> float:
+    """The compiled step's logits must equal the hard-gated torch step's, but on rows where a gate
+    ties with its threshold; returns the largest difference on the other rows."""
+    hard, comp = hard_step(), compiled_step()  # (B, vocab)
+    scale = max(1.0, float(hard.abs().max()))
+    diff = (hard - comp).abs().amax(-1)  # (B,)
+    bad = diff > 1e-3 * scale
+    if bool(bad.any()):
+        bad &= ~_near_tie_rows(gated, hard_step)
+        if bool(bad.any()):
+            raise TauGateError(f"{what}: the compiled model's logits differ from the hard-gated torch "
+                               f"model's by {float(diff.max()):.3g} (scale {scale:.3g})")  # fmt: skip
+    return float(diff[~(diff > 1e-3 * scale)].max()) if bool((diff <= 1e-3 * scale).any()) else 0.0
+
+
+def bench_lm(base: nn.Module, gated: nn.Module, calib_tokens, *, batch_sizes=(1, 8), prompt_len: int = 64,
+             threads: int | None = None, timing: TimingConfig | None = None, seed: int = 0) -> tuple[list[dict], dict]:  # fmt: skip
+    """Time every path at each batch size; returns (rows, info). ``gated`` is a gated copy of
+    ``base``; it is hardened, and a further copy of it compiled on ``calib_tokens``."""
+    if not gated_blocks(gated):
+        raise TauGateError("the gated model has no gated FFN block")
+    harden_(gated.eval(), True)
+    compiled = copy.deepcopy(gated)
+    report = compile_lm_(compiled, calib_tokens)
+    models = {"torch": base.eval(), "torch-hard": gated, "compiled": compiled.eval(),
+              "torch-no-ffn": without_ffn(base).eval()}  # fmt: skip
+    vocab = int(base.config.vocab_size)
+    rows, info = [], {"compile": report, "batches": {}}
+    with thread_limit(threads):
+        for m in compiled_blocks(compiled):
+            warmup(m.packed)  # Numba compile / cache load, never timed
+        for batch in batch_sizes:
+            gen = torch.Generator().manual_seed(seed + batch)
+            prompt = torch.randint(0, vocab, (batch, prompt_len), generator=gen)  # (B, P)
+            steps = {name: decode_step(m, prompt) for name, m in models.items()}
+            diff = _check(gated, steps["torch-hard"], steps["compiled"], f"batch {batch}")
+            dense = needed = 0.0
+            for m in compiled_blocks(compiled):
+                d, n = m.macs()  # of the step just run
+                dense, needed = dense + d, needed + n
+            t = {k: v.median for k, v in time_interleaved(steps, timing).items()}
+            kern = _kernel_timing(compiled, steps["compiled"], timing)
+            ffn = max(t["torch"] - t["torch-no-ffn"], 1e-12)
+            f = ffn / t["torch"]
+            ffn_cap = dense / needed
+            e2e_cap = 1.0 / ((1.0 - f) + f / ffn_cap)
+            speed = t["torch"] / t["compiled"]
+            b = {"max_abs_diff": diff, "ffn_share": f, "ffn_work_cap": ffn_cap, "e2e_cap": e2e_cap,
+                 "speedup": speed, "e2e_cap_share": speed / e2e_cap,
+                 "ffn_speedup": ffn / max(t["compiled"] - t["torch-no-ffn"], 1e-12),
+                 "kernel_speedup": kern["dense"] / kern["skip"],
+                 "kernel_cap_share": kern["dense"] / kern["skip"] / ffn_cap,
+                 "active_share": _active(compiled)}  # fmt: skip
+            b["ffn_cap_share"] = b["ffn_speedup"] / ffn_cap
+            info["batches"][batch] = b
+            for name in PATHS:
+                rows.append({"batch": batch, "path": name, "median_ms": 1e3 * t[name],
+                             "tokens_per_s": batch / t[name], "speedup_vs_torch": t["torch"] / t[name]})  # fmt: skip
+            for name in ("dense", "skip"):
+                rows.append({"batch": batch, "path": f"ffn-kernel-{name}", "median_ms": 1e3 * kern[name],
+                             "tokens_per_s": float("nan"), "speedup_vs_torch": float("nan")})  # fmt: skip
+    return rows, info
+
+
+def _kernel_timing(compiled: nn.Module, step, timing) -> dict[str, float]:
+    """The FFN kernels alone on the step's inputs: skipping vs the project's own dense twin."""
+    blocks = compiled_blocks(compiled)
+    xs = _ffn_inputs(compiled, step)
+    outs = [np.empty((len(x), m.packed.d_out), np.float32) for x, m in zip(xs, blocks, strict=True)]
+
+    def run(dense: bool):
+        def f():
+            for x, m, o in zip(xs, blocks, outs, strict=True):
+                ffn_forward(m.packed, x, out=o, dense=dense, check_finite=False)
+
+        return f
+
+    t = time_interleaved({"skip": run(False), "dense": run(True)}, timing)
+    return {k: v.median for k, v in t.items()}
+
+
+def _active(compiled: nn.Module) -> list[float]:
+    out = []
+    for m in compiled_blocks(compiled):
+        c = m.last_counts
+        out.append(float(np.mean(c)) / m.original_width if c is not None else float("nan"))
+    return out
