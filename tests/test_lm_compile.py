@@ -162,3 +162,12 @@ def test_adapter_round_trip_and_refusals(tmp_path):
     with pytest.raises(TauGateError, match="not a TauGate adapter"):
         save_adapter(model, tmp_path / "mine")
     assert json.loads((path / "adapter.json").read_text())["format"] == "taugate-adapter"
+
+
+def test_a_block_the_gate_cannot_wrap_is_named(tmp_path, monkeypatch):
+    pytest.importorskip("transformers")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = tiny("llama", tmp_path)
+    del model.model.layers[1].mlp.act_fn  # a Llama MLP without its activation module
+    with pytest.raises(TauGateError, match=r"model\.layers\.1\.mlp: has no 'act_fn'"):
+        apply_taugate_(model, TauGateConfig())

@@ -64,16 +64,26 @@ def decode_step(model: nn.Module, prompt: torch.Tensor):
 
             return step
         out = model(input_ids=prompt, use_cache=True)
-        cache, n = out.past_key_values, prompt.shape[1]
+        key = _cache_keyword(model)  # transformers >= 5.2 says "cache", older "past_key_values"
+        cache, n = out[key], prompt.shape[1]
         nxt = out.logits[:, -1].argmax(-1, keepdim=True)  # (B, 1)
 
     def hf_step():
         with torch.inference_mode():
-            logits = model(input_ids=nxt, past_key_values=cache, use_cache=True).logits[:, -1]
-            cache.crop(n)
+            logits = model(input_ids=nxt, use_cache=True, **{key: cache}).logits[:, -1]
+            extra = cache.get_seq_length() - n
+            if extra > 0:
+                cache.crop(-extra)  # negative: drop that many tokens (every transformers version)
             return logits
 
     return hf_step
+
+
+def _cache_keyword(model: nn.Module) -> str:
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 
 def _ffn_inputs(model: nn.Module, step) -> list[np.ndarray]:

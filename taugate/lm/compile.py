@@ -20,7 +20,7 @@ from taugate.kernels.ffn import pack_ffn
 from taugate.lm.apply import gated_blocks
 from taugate.lm.families import FFNBlock, linear_arrays
 from taugate.lm.ffn_module import CompiledFFN
-from taugate.lm.train import as_ids, lm_logits
+from taugate.lm.train import as_ids, lm_logits, max_context
 from taugate.nn.gate import TauGate
 from taugate.nn.model import harden_
 
@@ -42,6 +42,7 @@ def firing_rates(model: nn.Module, blocks: list[FFNBlock], tokens, seq_len: int 
                  max_windows: int = 32) -> list[np.ndarray]:  # fmt: skip
     """Per block, the share of calibration tokens on which each unit fires (hard gates)."""
     ids = as_ids(tokens)
+    seq_len = min(seq_len, max_context(model) or seq_len)
     n = min(max_windows, (len(ids) - 1) // seq_len)
     if n < 1:
         raise TauGateError(

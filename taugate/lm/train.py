@@ -84,6 +84,17 @@ def lm_logits(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
     return getattr(out, "logits", out)
 
 
+def max_context(model: nn.Module) -> int | None:
+    """The longest sequence ``model`` takes (the own GPT's block size, a Hugging Face model's
+    position table), or None when it does not say."""
+    cfg = getattr(model, "config", None)
+    for k in ("block_size", "max_position_embeddings", "n_positions"):
+        v = getattr(cfg, k, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return None
+
+
 def _windows(ids: torch.Tensor, n: int, seq_len: int, gen: torch.Generator) -> torch.Tensor:
     if len(ids) < seq_len + 2:
         raise TauGateError(
