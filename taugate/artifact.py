@@ -15,12 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 from taugate.errors import TauGateError
-from taugate.io import ensure_writable_dir, nearest_existing
+from taugate.io import atomic_directory, nearest_existing
 from taugate.spec import ModelSpec, parse_layers
 
 FORMAT = "taugate-mlp"
@@ -127,26 +126,11 @@ def write_artifact(
     p = Path(path)
     extra = check_extra(extra)
     _refuse_overwrite(p, force)
-    parent = ensure_writable_dir(p.parent if str(p.parent) else Path("."))
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{p.name}.", suffix=".tmp"))
-    try:
+    with atomic_directory(p, "artifact") as tmp:
         save_file(spec.tensors(), str(tmp / WEIGHTS), metadata={"format": FORMAT})
         manifest = manifest_of(spec, extra, _sha256(tmp / WEIGHTS))
         text = json.dumps(manifest, indent=2, allow_nan=False)
         (tmp / MANIFEST).write_text(text + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o755)
-        if p.exists() or p.is_symlink():
-            old = Path(tempfile.mkdtemp(dir=parent, prefix=f".{p.name}.", suffix=".old"))
-            os.replace(p, old / "a")
-            os.replace(tmp, p)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, p)
-    except OSError as e:
-        raise TauGateError(f"cannot write artifact {p}: {e.strerror or e}") from None
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return p
 
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from taugate.errors import TauGateError
@@ -197,3 +199,30 @@ def check_owned_file(
                 f"{path} exists{who}; refusing to overwrite it (pass --force to replace it)"
             )
     return target
+
+
+@contextmanager
+def atomic_directory(path: str | os.PathLike, what: str = "output") -> Iterator[Path]:
+    """Yield a new temp directory beside ``path`` to fill; when the block ends without an error it
+    takes ``path``'s place in one rename (an existing ``path`` is moved aside first, then deleted),
+    so a reader never sees half a directory. On an error nothing is left behind; an ``OSError``
+    becomes a one-line error naming ``what`` and ``path``. The caller decides beforehand whether
+    an existing ``path`` may be replaced."""
+    p = Path(path)
+    parent = ensure_writable_dir(p.parent if str(p.parent) else Path("."))
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{p.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0o700
+        if p.exists() or p.is_symlink():
+            old = Path(tempfile.mkdtemp(dir=parent, prefix=f".{p.name}.", suffix=".old"))
+            os.replace(p, old / "a")
+            os.replace(tmp, p)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, p)
+    except OSError as e:
+        raise TauGateError(f"cannot write {what} {p}: {e.strerror or e}") from None
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -11,15 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from taugate.errors import TauGateError
-from taugate.io import ensure_writable_dir
+from taugate.io import atomic_directory
 from taugate.lm.apply import apply_taugate_lm_, gated_blocks
 from taugate.lm.families import family_of, ffn_blocks
 from taugate.nn.config import TauGateConfig
@@ -54,9 +52,7 @@ def save_adapter(
         g: TauGate = getattr(b.owner, b.act)
         tensors[f"{b.name}.tau"] = g.tau.detach().float().cpu().contiguous()
         tensors[f"{b.name}.gamma"] = g.gamma.detach().float().cpu().contiguous()
-    parent = ensure_writable_dir(p.parent if str(p.parent) else Path("."))
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{p.name}.", suffix=".tmp"))
-    try:
+    with atomic_directory(p, "adapter") as tmp:
         save_file(tensors, str(tmp / TENSORS))
         sha = hashlib.sha256((tmp / TENSORS).read_bytes()).hexdigest()
         first: TauGate = getattr(blocks[0].owner, blocks[0].act)
@@ -64,14 +60,6 @@ def save_adapter(
                 "family": family_of(model).name, "blocks": _describe(blocks),
                 "gate_config": (config.to_dict() if config else {"sharpness": first.sharpness})}  # fmt: skip
         (tmp / MANIFEST).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        if p.exists():
-            shutil.rmtree(p)
-        os.replace(tmp, p)
-    except OSError as e:
-        raise TauGateError(f"cannot write adapter {p}: {e.strerror or e}") from None
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return p
 
 

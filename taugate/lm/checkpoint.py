@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, fields
 from pathlib import Path
 
 from torch import nn
 
 from taugate.errors import TauGateError
-from taugate.io import ensure_writable_dir
+from taugate.io import atomic_directory
 
 MARK = "taugate-gpt"  # config.json "format" of the own GPT
 
@@ -38,18 +36,10 @@ def save_gpt(model: nn.Module, path: str | os.PathLike) -> Path:
         raise TauGateError(
             f"{p} exists and is not a TauGate GPT checkpoint; refusing to overwrite it"
         )
-    parent = ensure_writable_dir(p.parent if str(p.parent) else Path("."))
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{p.name}.", suffix=".tmp"))
-    try:
+    with atomic_directory(p, "checkpoint") as tmp:
         save_model(model, str(tmp / "model.safetensors"))
         meta = {"format": MARK, "config": asdict(model.config)}
         (tmp / "config.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        if p.exists():
-            shutil.rmtree(p)
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return p
 
 
