@@ -34,7 +34,7 @@ import numpy as np
 
 from taugate.errors import TauGateError
 from taugate.kernels import _njit_ffn as _k
-from taugate.kernels.rowskip import check_threads
+from taugate.kernels.threads import numba_threads
 
 __all__ = ["FFNPacked", "ffn_forward", "ffn_macs", "pack_ffn", "warmup"]
 
@@ -218,15 +218,11 @@ def ffn_forward(packed: FFNPacked, x, *, out=None, dense=False, check_finite=Tru
         )
     out2 = out.reshape(x2.shape[0], d_out)  # a view
     counts = np.zeros(x2.shape[0], np.int64)
-    nth = numba.get_num_threads() if threads is None else check_threads(threads, "ffn_forward: ")
-    previous = numba.get_num_threads()
-    if nth != previous:
-        numba.set_num_threads(nth)
-    try:
+    if x2.shape[0] == 1 and threads is None:  # one token runs serially: no thread-pool calls
+        _run(packed, x2, out2, counts, bool(dense), bool(check_finite), 1)
+        return out, counts
+    with numba_threads(threads, "ffn_forward: ") as nth:
         _run(packed, x2, out2, counts, bool(dense), bool(check_finite), nth)
-    finally:
-        if nth != previous:
-            numba.set_num_threads(previous)
     return out, counts
 
 

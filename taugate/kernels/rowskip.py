@@ -29,6 +29,7 @@ from taugate.kernels._njit import batch as _batch
 from taugate.kernels._njit import one as _one
 from taugate.kernels._njit import one_par as _one_par
 from taugate.kernels.layout import Packed, pack
+from taugate.kernels.threads import check_threads, numba_threads
 
 __all__ = [
     "LAYER_MIN_MACS", "PARALLEL_MIN_MACS", "Packed", "check_threads", "forward", "pack", "run"
@@ -74,17 +75,6 @@ def run(packed: Packed, x: np.ndarray, parallel: bool, check_finite: bool, nth: 
     return out, stats
 
 
-def check_threads(threads, prefix: str = "") -> int:
-    """``threads`` as an int from 1 to ``NUMBA_NUM_THREADS``, else an error (``prefix`` first)."""
-    import numba
-
-    top = numba.config.NUMBA_NUM_THREADS
-    ok = isinstance(threads, (int, np.integer)) and not isinstance(threads, bool)
-    if not ok or not 1 <= threads <= top:
-        raise TauGateError(f"{prefix}threads must be an integer from 1 to {top}, got {threads!r}")
-    return int(threads)
-
-
 def forward(
     packed: Packed,
     x: np.ndarray,
@@ -99,8 +89,6 @@ def forward(
     across ``threads`` (default: the current Numba thread count). Non-finite input rows raise
     :class:`TauGateError` when ``check_finite`` (results for them are unspecified otherwise).
     """
-    import numba
-
     n_in = packed.sizes[0]
     if not (
         isinstance(x, np.ndarray)
@@ -112,12 +100,5 @@ def forward(
     ):
         got = f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
         raise TauGateError(f"rowskip: input must be C-contiguous float32 (B, {n_in}), got {got}")
-    if threads is None:
-        return run(packed, x, parallel, check_finite, numba.get_num_threads())
-    threads = check_threads(threads, "rowskip: ")
-    previous = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    try:
-        return run(packed, x, parallel, check_finite, threads)
-    finally:
-        numba.set_num_threads(previous)
+    with numba_threads(threads, "rowskip: ") as n:
+        return run(packed, x, parallel, check_finite, n)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from taugate.activations import get_activation
 from taugate.errors import TauGateError
 from taugate.kernels.ffn import pack_ffn
 from taugate.lm.apply import gated_blocks
@@ -85,14 +86,8 @@ def _compiled_block(b: FFNBlock, rate: np.ndarray, min_rate: float, compact: boo
         wu, bu = linear_arrays(getattr(b.owner, b.up), f"{b.name}.{b.up}")
         wu, bu = wu[keep], bu[keep]
     packed = pack_ffn(wz[keep], bz[keep], np.ascontiguousarray(wdt[keep]), bd, thr[keep],
-                      act=_code(gate.activation), wu=wu, bu=bu)  # fmt: skip
+                      act=get_activation(gate.activation).code, wu=wu, bu=bu)  # fmt: skip
     return CompiledFFN(packed, gate.activation, name=b.name, original_width=b.width)
-
-
-def _code(activation: str) -> int:
-    from taugate.activations import get_activation
-
-    return get_activation(activation).code
 
 
 def _swap(model: nn.Module, b: FFNBlock, compiled: CompiledFFN) -> None:

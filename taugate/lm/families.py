@@ -51,7 +51,9 @@ class FFNBlock:
 
     @property
     def width(self) -> int:
-        return int(linear_arrays(self.z_module, f"{self.name}.{self.gate or self.up}")[0].shape[0])
+        """Units of the block (from the projection's shape; no weights copied)."""
+        mod = self.z_module
+        return int(_weight_out_in(mod, f"{self.name}.{self.gate or self.up}").shape[0])
 
     @property
     def activation(self) -> str:
@@ -71,6 +73,17 @@ def activation_of(mod: nn.Module, where: str) -> str:
             "gelu, gelu-tanh and silu)"
         )
     return get_activation(name).name
+
+
+def _weight_out_in(mod: nn.Module, where: str):
+    """The weight tensor of an ``nn.Linear``, or of an HF ``Conv1D`` transposed, as (out, in) (a
+    view, no copy)."""
+    w = getattr(mod, "weight", None)
+    if isinstance(mod, nn.Linear):
+        return w
+    if type(mod).__name__ == "Conv1D" and w is not None and w.dim() == 2:
+        return w.T  # (in, out) -> (out, in)
+    raise TauGateError(f"{where}: expected a Linear or Conv1D projection, got {type(mod).__name__}")
 
 
 def linear_arrays(mod: nn.Module, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -101,7 +114,6 @@ class Family:
     act: str
     gate: str | None = None  # glu families: the gate branch
     inline: bool = False  # the owner is a decoder layer, not an FFN module of its own
-    lora_targets: tuple[str, ...] = ()  # module names peft's LoRA adapts (the FFN projections)
 
     def blocks(self, model: nn.Module) -> list[FFNBlock]:
         return [FFNBlock(name, mod, self.up, self.down, self.act, self.gate, self.inline)
@@ -111,26 +123,10 @@ class Family:
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
-        Family("taugate-gpt", "MLP", "up", "down", "act", lora_targets=("up", "down")),
-        Family(
-            "opt",
-            "OPTDecoderLayer",
-            "fc1",
-            "fc2",
-            "activation_fn",
-            inline=True,
-            lora_targets=("fc1", "fc2"),
-        ),  # fmt: skip
-        Family("gpt2", "GPT2MLP", "c_fc", "c_proj", "act", lora_targets=("c_fc", "c_proj")),
-        Family(
-            "llama",
-            "LlamaMLP",
-            "up_proj",
-            "down_proj",
-            "act_fn",
-            gate="gate_proj",
-            lora_targets=("gate_proj", "up_proj", "down_proj"),
-        ),  # fmt: skip
+        Family("taugate-gpt", "MLP", "up", "down", "act"),
+        Family("opt", "OPTDecoderLayer", "fc1", "fc2", "activation_fn", inline=True),
+        Family("gpt2", "GPT2MLP", "c_fc", "c_proj", "act"),
+        Family("llama", "LlamaMLP", "up_proj", "down_proj", "act_fn", gate="gate_proj"),
     )
 }
 

@@ -166,15 +166,11 @@ def evaluate_lm(model: nn.Module, tokens, *, seq_len: int = 128, max_windows: in
     g = [m for _, m in gates(model)]
     was = [m.hard for m in g]
     model.eval()
-    harden_(model, True)  # the statistics are of the hard gates, whatever is evaluated
-    active = [0.0] * len(g)
     try:
-        if hard:
-            logits = lm_logits(model, inp)
-            active = [_open_share(m) for m in g]
-        else:
-            lm_logits(model, inp)
-            active = [_open_share(m) for m in g]
+        harden_(model, True)  # the statistics are of the hard gates, whatever is evaluated
+        logits = lm_logits(model, inp)  # (n, T, V)
+        active = [_open_share(m) for m in g]
+        if not hard:
             harden_(model, False)
             logits = lm_logits(model, inp)
     finally:

@@ -9,8 +9,8 @@ same function. Numba compiles the kernels on first use (seconds) and caches them
 (``cache=True``; see :mod:`taugate.kernels._cache`). Call :meth:`CompiledModel.warmup` before timing.
 
 Files: ``model.py`` the container and ``predict``; ``paths.py`` the backends' kernels;
-``stats.py`` the gate statistics; ``threads.py`` the per-call Numba thread count; ``synthetic.py``
-random models. Input rules: :func:`taugate.inputs.as_batch`.
+``stats.py`` the gate statistics; ``synthetic.py`` random models (the per-call Numba thread
+count: :mod:`taugate.kernels.threads`). Input rules: :func:`taugate.inputs.as_batch`.
 """
 
 from __future__ import annotations

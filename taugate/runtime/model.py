@@ -11,9 +11,8 @@ import numpy as np
 from taugate import backends as registry
 from taugate.errors import TauGateError
 from taugate.inputs import as_batch
-from taugate.kernels.rowskip import check_threads
+from taugate.kernels.threads import MAX_THREADS, check_threads
 from taugate.runtime.stats import gate_stats
-from taugate.runtime.threads import MAX_THREADS
 from taugate.spec import ModelSpec
 
 # backend="auto": row-skip up to this batch size, compact above: in the README's sweeps row-skip

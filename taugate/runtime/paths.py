@@ -9,7 +9,7 @@ import numpy as np
 
 from taugate.errors import TauGateError
 from taugate.kernels import rowskip as rs
-from taugate.runtime.threads import numba_threads
+from taugate.kernels.threads import numba_threads
 from taugate.spec import ModelSpec
 
 

@@ -74,8 +74,7 @@ class SweepConfig:
         for k in ("hidden", "methods"):
             if k in study:
                 study[k] = tuple(study[k])
-        return cls(study=ReproduceConfig(methods=("taugate",), overlap=False, save_models=False,
-                                         **study), **kw)  # fmt: skip
+        return cls(study=ReproduceConfig(**study), **kw)  # __post_init__ sets TauGate alone
 
     def to_dict(self) -> dict:
         """Flat and JSON-able: the study's fields (but those each cell sets) and the sweep's."""
