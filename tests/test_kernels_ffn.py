@@ -70,13 +70,14 @@ def cases(draw):
         draw(st.booleans()),
         draw(st.sampled_from(MODES)),
     )
-    return d_in, F, d_out, N, act, glu, mode, draw(st.integers(0, 2**32 - 1))
+    blk = draw(st.one_of(st.none(), st.integers(1, 80)))  # units per block of the batched path
+    return d_in, F, d_out, N, act, glu, mode, blk, draw(st.integers(0, 2**32 - 1))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_every_path_matches_the_reference(case):
-    d_in, F, d_out, N, act, glu, mode, seed = case
+    d_in, F, d_out, N, act, glu, mode, blk, seed = case
     a, thr = block(d_in, F, d_out, glu, mode, seed)
     x = np.random.default_rng(seed + 1).standard_normal((N, d_in)).astype(np.float32)
     thr = separate_ffn_ties(x, a["wz"], a["bz"], thr)
@@ -84,7 +85,7 @@ def test_every_path_matches_the_reference(case):
     packed = ffn.pack_ffn(thr=thr, act=ACTS[act], **a)
     for threads in THREADS:
         for dense in (False, True):
-            y, c = ffn.ffn_forward(packed, x, dense=dense, threads=threads)
+            y, c = ffn.ffn_forward(packed, x, dense=dense, threads=threads, block=blk)
             assert y.shape == (N, d_out) and y.dtype == np.float32 and c.dtype == np.int64
             assert_close(y, ref)
             assert c.tolist() == counts.tolist()
@@ -174,6 +175,20 @@ def test_forward_validates_x_out_and_threads():
     for threads in (0, numba.config.NUMBA_NUM_THREADS + 1, 1.5):
         with pytest.raises(TauGateError, match="threads must be an integer"):
             ffn.ffn_forward(p, x, threads=threads)
+    for blk in (0, -3, 2.0, True):
+        with pytest.raises(TauGateError, match="block must be a positive unit count"):
+            ffn.ffn_forward(p, x, block=blk)
+
+
+def test_block_units_spans_a_fixed_share_of_each_weight():
+    """The batched path's default block: BLOCK_BYTES of a weight's rows, a multiple of 16, within
+    [16, F]."""
+    assert ffn._k.BLOCK_BYTES == 4 << 20
+    for d_in, F, want in ((1024, 2048, 1024), (1000, 2048, 1040), (8, 100, 100), (65536, 40, 16)):
+        z = np.zeros((F, d_in), np.float32)
+        p = ffn.pack_ffn(z, z[:, 0].copy(), np.zeros((F, 4), np.float32), np.zeros(4, np.float32),
+                         z[:, 0].copy(), act=0)  # fmt: skip
+        assert ffn.block_units(p) == want, (d_in, F)
 
 
 @pytest.mark.parametrize("threads", THREADS)
@@ -208,7 +223,8 @@ def test_torch_views_are_used_without_copies():
         for rows in (slice(0, 1), slice(None)):
             out = out_t[rows].numpy()
             tracemalloc.start()
-            y, _ = ffn.ffn_forward(p, x[rows], out=out, threads=threads)
+            # block 16: the batched path's per-chunk scratch (z of a block per token) stays small
+            y, _ = ffn.ffn_forward(p, x[rows], out=out, threads=threads, block=16)
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
             assert y is out and np.shares_memory(out_t.numpy(), y)
