@@ -163,3 +163,60 @@ def separate_ffn_ties(x, wz, bz, thr, margin: float = 1e-3) -> np.ndarray:
                 break
             out[j] = z[near, j].max() + 2 * margin * (1.0 + abs(t))
     return out.astype(np.float32)
+
+
+def reference_bank_hidden(layers: list[dict], tensors: dict, mode: str, x) -> list[np.ndarray]:
+    """Outputs of every layer of a mode bank with every row in ``mode``, by loops over layers and
+    units, float64: a gated layer ``i`` gives ``gamma_j * relu(z_j) * 1[z_j > tau_j]`` with the
+    mode's ``modes.{mode}.{i}.tau`` / ``.gamma``; an ungated one ``relu(z)``; the last gives the
+    logits."""
+    h = np.asarray(x, dtype=np.float64)
+    h = h[None, :] if h.ndim == 1 else h  # (B, n_in)
+    outs = []
+    for i, e in enumerate(layers):
+        if e["gated"]:
+            tau = tensors[f"modes.{mode}.{i}.tau"].astype(np.float64)
+            gamma = tensors[f"modes.{mode}.{i}.gamma"].astype(np.float64)
+        out = np.zeros((h.shape[0], e["out"]))  # (B, out)
+        for j in range(e["out"]):
+            z = _pre_activation(i, tensors, h, j)  # (B,)
+            if e["activation"] == "none":
+                out[:, j] = z
+                continue
+            v = np.maximum(z, 0.0)
+            if e["gated"]:
+                v = gamma[j] * v * (z > tau[j])
+            out[:, j] = v
+        h = out
+        outs.append(h)
+    return outs
+
+
+def reference_bank_forward(layers: list[dict], tensors: dict, modes: list[str], x) -> np.ndarray:
+    """Logits (B, n_out) float64 of a mode bank, row ``b`` in mode ``modes[b]``."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x[None, :] if x.ndim == 1 else x  # (B, n_in)
+    per_mode = {m: reference_bank_hidden(layers, tensors, m, x)[-1] for m in set(modes)}
+    return np.stack([per_mode[m][b] for b, m in enumerate(modes)])  # (B, n_out)
+
+
+def separate_bank_ties(layers: list[dict], tensors: dict, modes: list[str], x, margin=1e-3):
+    """:func:`separate_ties` for every mode of a bank: each mode's positive thresholds moved away
+    from its units' pre-activations on all of ``x`` in that mode (in place, and returned)."""
+    x = np.asarray(x, np.float64)
+    for m in modes:
+        for i, e in enumerate(layers[:-1]):
+            if not e["gated"]:
+                continue
+            h = reference_bank_hidden(layers[:i], tensors, m, x)[-1] if i else x  # (B, in_i)
+            tau = tensors[f"modes.{m}.{i}.tau"].astype(np.float64)
+            for j in range(e["out"]):
+                z = _pre_activation(i, tensors, h, j)  # (B,)
+                for _ in range(100):
+                    t = max(tau[j], 0.0)
+                    near = np.abs(z - t) < margin * (1.0 + t)
+                    if t == 0.0 or not np.isfinite(t) or not near.any():
+                        break
+                    tau[j] = z[near].max() + 2 * margin * (1.0 + t)
+            tensors[f"modes.{m}.{i}.tau"] = tau.astype(np.float32)
+    return tensors

@@ -8,10 +8,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import DATA_DIR, needs_data
 
+from taugate.data.text import load_text, split_text
 from taugate.errors import TauGateError
-from taugate.lm.corpus import load_corpus, split
 from taugate.lm.gpt import GPT, GPTConfig
 from taugate.lm.methods import build_lm_method
 from taugate.lm.train import LMTrainConfig, evaluate_lm, train_lm
@@ -26,27 +25,8 @@ def _tiny(activation="relu", seed=0):
 
 @pytest.fixture(scope="module")
 def prose():
-    train, valid = split(load_corpus("prose", data_dir=None, max_bytes=60_000).tokens())
-    return train, valid
-
-
-def test_embedded_corpora_are_real_text(monkeypatch):
-    monkeypatch.delenv("TAUGATE_DATA_DIR", raising=False)
-    for name, marker in (("prose", "statement"), ("code", "def ")):
-        c = load_corpus(name, data_dir=None, max_bytes=200_000)
-        assert c.source.startswith("embedded:") and marker in c.data.decode("utf-8", "replace")
-        assert c.tokens().dtype == np.uint8 and len(c.tokens()) == 200_000
-    with pytest.raises(TauGateError, match="no embedded default"):
-        load_corpus("quotes", data_dir=None)
-    with pytest.raises(TauGateError, match="unknown corpus"):
-        load_corpus("poems")
-
-
-@needs_data
-def test_corpora_from_the_data_dir():
-    for name in ("prose", "code", "quotes"):
-        c = load_corpus(name, DATA_DIR, max_bytes=10_000)
-        assert c.source.startswith("data-dir:") and len(c.data) == 10_000
+    s = split_text(load_text("prose", data_dir=None, max_bytes=60_000))
+    return s.train, s.valid
 
 
 def test_pretraining_on_the_builtin_corpus_learns_and_is_deterministic(prose):

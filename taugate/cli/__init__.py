@@ -12,6 +12,7 @@ from taugate.errors import TauGateError
 EPILOG = """examples:
   taugate reproduce --dataset mnist-10k --data-dir ../shared/data
   taugate reproduce --dataset fashion-mnist --seeds 1 --out runs/fmnist
+  taugate reproduce-lm --data-dir ../shared/data --out runs/lm-study
   taugate compile runs/x/models/seed0/taugate.safetensors --out m.taugate
   taugate export m.taugate --out m.onnx
   taugate bench m.taugate --threads 1
@@ -21,13 +22,17 @@ EPILOG = """examples:
 
 def build_parser() -> argparse.ArgumentParser:
     from taugate.cli import (
+        bank_cmd,
+        bench_bank_cmd,
         bench_cmd,
         bench_lm_cmd,
         compile_cmd,
         datasets,
         export_cmd,
+        generate_cmd,
         predict_cmd,
         reproduce,
+        reproduce_lm_cmd,
         sweep_cmd,
     )
 
@@ -42,12 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for mod in (
         reproduce,
+        reproduce_lm_cmd,
         compile_cmd,
+        bank_cmd,
+        bench_bank_cmd,
         export_cmd,
         predict_cmd,
         bench_cmd,
         sweep_cmd,
         bench_lm_cmd,
+        generate_cmd,
         datasets,
     ):
         mod.register(sub)

@@ -117,12 +117,12 @@ def _models(args):
         return
     if not args.adapter:
         raise TauGateError("MODEL needs --adapter DIR (the gates to compile)")
+    from taugate.data.text import load_text
     from taugate.lm.adapters import load_adapter_
     from taugate.lm.checkpoint import load_lm
-    from taugate.lm.corpus import load_corpus
 
     base = load_lm(args.model)
     gated = copy.deepcopy(base)
     load_adapter_(gated, args.adapter)
-    corpus = load_corpus(args.corpus or "prose", args.data_dir, max_bytes=1 << 16)
-    yield f"{args.model} + {args.adapter}", base, gated, corpus.tokens()
+    calib = load_text(args.corpus or "prose", args.data_dir, max_bytes=1 << 16).tokens()[: 1 << 16]
+    yield f"{args.model} + {args.adapter}", base, gated, calib

@@ -7,6 +7,7 @@ from taugate.cli.common import add_command, add_data_args, int_at_least, number
 EXAMPLES = """examples:
   taugate predict m.taugate --input x.npy --output logits.npy --backend rowskip
   taugate predict m.taugate --dataset fashion-mnist --angle 45 --data-dir ../shared/data
+  taugate predict m.taugate-bank --mode deg45 --input x.npy --output logits.npy
 """
 
 
@@ -24,7 +25,14 @@ def register(sub) -> None:
         "device is refused); an existing file is replaced only with --force.",
         examples=EXAMPLES,
     )
-    p.add_argument("model", metavar="MODEL", help="artifact directory NAME.taugate")
+    p.add_argument(
+        "model", metavar="MODEL", help="artifact directory NAME.taugate, or a mode bank with --mode"
+    )
+    p.add_argument(
+        "--mode",
+        metavar="NAME",
+        help="the mode to run of a mode bank NAME.taugate-bank (see `taugate bank`)",
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument(
         "--input",
@@ -78,7 +86,7 @@ def run(args) -> int:
     _check_flags(args)
     if args.output:
         check_owned_file(args.output, None, force=args.force)  # before loading anything
-    model = load(args.model)
+    model = _load(args.model, args.mode, load)
     if args.input is not None:
         from taugate.inputs import load_inputs
 
@@ -102,6 +110,28 @@ def run(args) -> int:
     )
     _print_active(model, counts)
     return 0
+
+
+def _load(path, mode, load):
+    """The artifact at ``path`` (no ``mode``), or mode ``mode`` of the mode bank there."""
+    from taugate.bank.format import FORMAT, manifest_format, read_manifest
+    from taugate.errors import TauGateError
+
+    fmt = manifest_format(path)
+    if mode is None:
+        if fmt == FORMAT:
+            modes = read_manifest(path)["modes"]
+            names = ", ".join(map(str, modes)) if isinstance(modes, list) else "?"
+            raise TauGateError(f"{path} is a mode bank; pass --mode NAME (one of: {names})")
+        return load(path)
+    if fmt is not None and fmt != FORMAT:
+        raise TauGateError(
+            f"--mode applies to a mode bank (NAME.taugate-bank), but {path} is a {fmt!r} "
+            "directory (a single-model artifact?); run it without --mode"
+        )
+    from taugate.bank.model import load_bank
+
+    return load_bank(path).select(mode)
 
 
 def _batched(model, x, args):

@@ -183,8 +183,12 @@ def evaluate_lm(model: nn.Module, tokens, *, seq_len: int = 128, max_windows: in
 
 
 def _open_share(gate: TauGate) -> float:
+    """The share of (token, unit) pairs whose unit computes: open hard gate and phi(z) != 0 (a
+    unit with gains but no gate, as GainOnly's, is open wherever phi(z) != 0)."""
     z = gate.last_z
-    if z is None or not gate.gated:
+    if z is None:
         return 1.0
-    open_ = (z > gate.tau) & (gate._phi(z) != 0)  # (..., width)
+    open_ = gate._phi(z) != 0  # (..., width)
+    if gate.gated:
+        open_ &= z > gate.tau
     return float(open_.float().mean())
