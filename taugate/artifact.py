@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from taugate.errors import TauGateError
-from taugate.io import atomic_directory, nearest_existing
+from taugate.io import atomic_directory, load_safetensors, nearest_existing, read_checked
 from taugate.spec import ModelSpec, parse_layers
 
 FORMAT = "taugate-mlp"
@@ -173,25 +173,14 @@ def read_artifact(path) -> tuple[ModelSpec, dict]:
     """Read and verify (sha256, layers, names, dtypes, shapes, compaction) the artifact at ``path``.
 
     Returns ``(spec, extra)``: the model and the free-form manifest keys (``provenance``, ...)."""
-    from safetensors.numpy import load
-
     if not isinstance(path, (str, os.PathLike)):
         raise TauGateError(f"artifact path must be a str or path, got {type(path).__name__}")
     p = Path(path)
     manifest = read_manifest(p)
     where, wpath = str(p / MANIFEST), p / WEIGHTS
-    data = wpath.read_bytes()
-    got = hashlib.sha256(data).hexdigest()
-    if got != manifest["weights_sha256"]:
-        raise TauGateError(
-            f"{wpath}: sha256 {got[:12]}... does not match the manifest's "
-            f"{manifest['weights_sha256'][:12]}... (file modified or corrupted)"
-        )
+    data = read_checked(wpath, manifest["weights_sha256"])
     parse_layers(manifest.get("layers"), where)  # before the tensors, so the manifest is named
-    try:
-        tensors = load(data)
-    except Exception as e:  # safetensors raises its own error types; never leak them
-        raise TauGateError(f"{wpath}: not a valid safetensors file ({e})") from None
+    tensors = load_safetensors(data, wpath)
     spec = ModelSpec.from_tensors(manifest["layers"], tensors, where=where, tensors_where=str(wpath),
                                   kept_units=manifest.get("kept_units"),
                                   original_layers=manifest.get("original_layers"))  # fmt: skip

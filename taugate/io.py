@@ -226,3 +226,27 @@ def atomic_directory(path: str | os.PathLike, what: str = "output") -> Iterator[
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_checked(path: str | os.PathLike, sha256: str) -> bytes:
+    """The bytes of ``path`` after checking them against the manifest's hex ``sha256``."""
+    import hashlib
+
+    p = Path(path)
+    data = p.read_bytes()
+    got = hashlib.sha256(data).hexdigest()
+    if got != sha256:
+        raise TauGateError(f"{p}: sha256 {got[:12]}... does not match the manifest's "
+                           f"{str(sha256)[:12]}... (file modified or corrupted)")  # fmt: skip
+    return data
+
+
+def load_safetensors(data: bytes, where: str | os.PathLike) -> dict:
+    """The numpy tensors of safetensors bytes (never unpickles); a one-line error naming ``where``
+    for anything else."""
+    from safetensors.numpy import load
+
+    try:
+        return load(data)
+    except Exception as e:  # safetensors raises its own error types; never leak them
+        raise TauGateError(f"{where}: not a valid safetensors file ({e})") from None

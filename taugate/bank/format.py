@@ -40,7 +40,7 @@ from pathlib import Path
 
 from taugate.bank.spec import BankSpec, check_modes
 from taugate.errors import TauGateError
-from taugate.io import atomic_directory, nearest_existing
+from taugate.io import atomic_directory, load_safetensors, nearest_existing, read_checked
 from taugate.layers import parse_layers
 
 FORMAT = "taugate-mlp-bank"
@@ -221,26 +221,15 @@ def read_manifest(path) -> dict:
 def read_bank(path) -> Bank:
     """Read and verify (sha256, layers, modes, names, dtypes, shapes, compaction) the bank at
     ``path``."""
-    from safetensors.numpy import load
-
     if not isinstance(path, (str, os.PathLike)):
         raise TauGateError(f"mode bank path must be a str or path, got {type(path).__name__}")
     p = Path(path)
     m = read_manifest(p)
     where, wpath = str(p / MANIFEST), p / WEIGHTS
-    data = wpath.read_bytes()
-    got = hashlib.sha256(data).hexdigest()
-    if got != m["weights_sha256"]:
-        raise TauGateError(
-            f"{wpath}: sha256 {got[:12]}... does not match the manifest's "
-            f"{m['weights_sha256'][:12]}... (file modified or corrupted)"
-        )
+    data = read_checked(wpath, m["weights_sha256"])
     parse_layers(m["layers"], where)  # before the tensors, so that the manifest is named
     check_modes(m["modes"], where)
-    try:
-        tensors = load(data)
-    except Exception as e:  # safetensors raises its own error types; never leak them
-        raise TauGateError(f"{wpath}: not a valid safetensors file ({e})") from None
+    tensors = load_safetensors(data, wpath)
     spec = BankSpec.from_tensors(
         m["layers"],
         m["modes"],

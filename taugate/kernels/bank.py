@@ -26,7 +26,7 @@ from taugate.errors import TauGateError
 from taugate.kernels import _njit, _njit_bank
 from taugate.kernels._njit_bank import batch as _batch
 from taugate.kernels._njit_bank import one as _one
-from taugate.kernels.layout import Packed, pack
+from taugate.kernels.layout import Packed, check_rows, pack
 from taugate.kernels.threads import numba_threads
 
 __all__ = ["PackedBank", "forward", "pack_bank", "run"]
@@ -176,16 +176,7 @@ def forward(
     if not isinstance(packed, PackedBank):
         raise TauGateError(f"bank: expected a PackedBank, got {type(packed).__name__}")
     n_in, M = packed.sizes[0], packed.n_modes
-    if not (
-        isinstance(x, np.ndarray)
-        and x.dtype == np.float32
-        and x.ndim == 2
-        and x.flags.c_contiguous
-        and x.shape[1] == n_in
-        and x.shape[0] > 0
-    ):
-        got = f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
-        raise TauGateError(f"bank: input must be C-contiguous float32 (B, {n_in}), got {got}")
+    check_rows(x, n_in, "bank")
     B = x.shape[0]
     if isinstance(modes, (int, np.integer)) and not isinstance(modes, bool):
         if not 0 <= modes < M:

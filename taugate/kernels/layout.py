@@ -99,3 +99,12 @@ def pack(weights: list, biases: list, taus: list) -> Packed:
             tau = taus[i]
             packed.threshold(i)[...] = 0.0 if tau is None else np.maximum(tau, np.float32(0.0))
     return packed
+
+
+def check_rows(x, n_in: int, who: str) -> None:
+    """A one-line error unless x is a non-empty C-contiguous float32 (B, n_in) array (the
+    kernels read it in place, never copied)."""
+    if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 2
+            and x.flags.c_contiguous and x.shape[1] == n_in and x.shape[0] > 0):  # fmt: skip
+        got = f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+        raise TauGateError(f"{who}: input must be C-contiguous float32 (B, {n_in}), got {got}")

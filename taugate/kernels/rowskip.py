@@ -28,7 +28,7 @@ from taugate.errors import TauGateError
 from taugate.kernels._njit import batch as _batch
 from taugate.kernels._njit import one as _one
 from taugate.kernels._njit import one_par as _one_par
-from taugate.kernels.layout import Packed, pack
+from taugate.kernels.layout import Packed, check_rows, pack
 from taugate.kernels.threads import check_threads, numba_threads
 
 __all__ = [
@@ -90,15 +90,6 @@ def forward(
     :class:`TauGateError` when ``check_finite`` (results for them are unspecified otherwise).
     """
     n_in = packed.sizes[0]
-    if not (
-        isinstance(x, np.ndarray)
-        and x.dtype == np.float32
-        and x.ndim == 2
-        and x.flags.c_contiguous
-        and x.shape[1] == n_in
-        and x.shape[0] > 0
-    ):
-        got = f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
-        raise TauGateError(f"rowskip: input must be C-contiguous float32 (B, {n_in}), got {got}")
+    check_rows(x, n_in, "rowskip")
     with numba_threads(threads, "rowskip: ") as n:
         return run(packed, x, parallel, check_finite, n)
