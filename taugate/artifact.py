@@ -15,11 +15,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from taugate.errors import TauGateError
-from taugate.io import atomic_directory, load_safetensors, nearest_existing, read_checked
+from taugate.io import (
+    atomic_directory,
+    load_safetensors,
+    probe_destination,
+    read_checked,
+)
 from taugate.spec import ModelSpec, parse_layers
 
 FORMAT = "taugate-mlp"
@@ -99,14 +103,7 @@ def check_destination(out: str | Path, *, force: bool = False) -> Path:
     that is not an artifact (unless ``force``), or a location where no directory can be written."""
     p = Path(out)
     _refuse_overwrite(p, force)
-    base = nearest_existing(p.absolute().parent)  # write_artifact creates missing parents
-    try:
-        if not base.is_dir():
-            raise NotADirectoryError("it is not a directory")
-        tempfile.TemporaryDirectory(dir=base, prefix=f".{p.name}.").cleanup()
-    except OSError as e:
-        why = e.strerror or e
-        raise TauGateError(f"cannot write artifact {p}: {base} is not writable ({why})") from None
+    probe_destination(p, "artifact")  # the writer creates missing parents
     return p
 
 

@@ -250,3 +250,16 @@ def load_safetensors(data: bytes, where: str | os.PathLike) -> dict:
         return load(data)
     except Exception as e:  # safetensors raises its own error types; never leak them
         raise TauGateError(f"{where}: not a valid safetensors file ({e})") from None
+
+
+def probe_destination(p: Path, what: str) -> None:
+    """A one-line error unless a directory can be created at ``p`` (its nearest existing parent
+    is a writable directory): checked before any work, as the atomic writers need it."""
+    base = nearest_existing(p.absolute().parent)
+    try:
+        if not base.is_dir():
+            raise NotADirectoryError("it is not a directory")
+        tempfile.TemporaryDirectory(dir=base, prefix=f".{p.name}.").cleanup()
+    except OSError as e:
+        why = e.strerror or e
+        raise TauGateError(f"cannot write {what} {p}: {base} is not writable ({why})") from None

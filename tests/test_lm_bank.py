@@ -214,7 +214,7 @@ def test_errors_are_one_line(tmp_path):
     one_line(e, "at least one mode")
     with pytest.raises(TauGateError) as e:
         load_lm_bank(base_dir, [("a", adapters["a"]), ("a", adapters["b"])])
-    one_line(e, "mode 'a' is given more than once")
+    one_line(e, "mode 'a' appears more than once")
     with pytest.raises(TauGateError) as e:
         load_lm_bank(base_dir, {"a.b": adapters["a"]})
     one_line(e, "mode name 'a.b'")

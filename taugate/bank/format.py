@@ -34,13 +34,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from taugate.bank.spec import BankSpec, check_modes
 from taugate.errors import TauGateError
-from taugate.io import atomic_directory, load_safetensors, nearest_existing, read_checked
+from taugate.io import (
+    atomic_directory,
+    load_safetensors,
+    probe_destination,
+    read_checked,
+)
 from taugate.layers import parse_layers
 
 FORMAT = "taugate-mlp-bank"
@@ -151,14 +155,7 @@ def check_bank_destination(out, *, force: bool = False) -> Path:
     where no directory can be written."""
     p = Path(out)
     _refuse_overwrite(p, force)
-    base = nearest_existing(p.absolute().parent)
-    try:
-        if not base.is_dir():
-            raise NotADirectoryError("it is not a directory")
-        tempfile.TemporaryDirectory(dir=base, prefix=f".{p.name}.").cleanup()
-    except OSError as e:
-        why = e.strerror or e
-        raise TauGateError(f"cannot write mode bank {p}: {base} is not writable ({why})") from None
+    probe_destination(p, "mode bank")  # the writer creates missing parents
     return p
 
 

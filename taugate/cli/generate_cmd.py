@@ -17,7 +17,7 @@ SINGLE = "default"  # the mode name of one --adapter given without NAME=
 
 def adapter_arg(text: str) -> tuple[str | None, str]:
     """``NAME=DIR`` -> (NAME, DIR); a bare ``DIR`` -> (None, DIR)."""
-    from taugate.lm.bank import MODE_NAME
+    from taugate.bank.spec import MODE_NAME
 
     name, sep, path = text.partition("=")
     if sep and MODE_NAME.fullmatch(name):

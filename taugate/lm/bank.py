@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
+from taugate.bank.spec import check_modes
 from taugate.errors import TauGateError
 from taugate.lm.apply import gated_blocks
 from taugate.lm.bank_gate import BankGate, Selection
@@ -35,25 +35,13 @@ from taugate.lm.families import family_of, ffn_blocks
 from taugate.nn.config import TauGateConfig
 from taugate.nn.gate import TauGate
 
-MODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # as taugate.bank's mode names
-
 Values = dict[str, tuple[torch.Tensor, torch.Tensor]]  # block name -> (tau (W,), gamma (W,))
 
 
 def check_mode_names(names: list) -> tuple[str, ...]:
-    """A non-empty list of distinct mode names (letters, digits, ``_``, ``-``; up to 64)."""
-    if not names:
-        raise TauGateError("a bank needs at least one mode (NAME=ADAPTER)")
-    for n in names:
-        if not isinstance(n, str) or not MODE_NAME.fullmatch(n):
-            raise TauGateError(
-                f"mode name {n!r} must be 1-64 letters, digits, '_' or '-', starting with a "
-                "letter or digit"
-            )
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise TauGateError(f"mode {dup[0]!r} is given more than once")
-    return tuple(names)
+    """A non-empty list of distinct mode names, as :func:`taugate.bank.spec.check_modes` checks
+    them for the MLP banks."""
+    return check_modes(list(names), "language-model mode bank")
 
 
 def _pairs(modes) -> list[tuple[str, object]]:
