@@ -7,6 +7,7 @@ from taugate.cli.common import add_command, int_at_least
 EXAMPLES = """examples:
   taugate bench-bank fmnist.taugate-bank --threads 1
   taugate bench-bank fmnist.taugate-bank --batch 256 --repeats 100 --json runs/bank-cost.json
+  taugate bench-bank runs/lm/base --adapter code=runs/lm/code --adapter prose=runs/lm/prose
 """
 
 
@@ -17,12 +18,18 @@ def register(sub) -> None:
         description="Time, interleaved after warm-up (medians): a batch-1 predict that switches "
         "mode against one in the same mode and against loading the mode's separate single-mode "
         "artifact (from the page cache: a lower bound); and one mixed-mode batch (modes "
-        "round-robin over the rows) against one call per mode on its own artifact.",
+        "round-robin over the rows) against one call per mode on its own artifact. With "
+        "--adapter, BANK is a language model (an own GPT checkpoint) and its adapters the modes: "
+        "a mode switch against loading the adapter, and one mixed-mode decode step against one "
+        "call per row.",
         examples=EXAMPLES,
     )  # fmt: skip
-    p.add_argument("bank", metavar="BANK", help="a mode bank directory NAME.taugate-bank")
-    p.add_argument("--batch", type=int_at_least("--batch", 1), default=64,
-                   help="rows of the mixed-mode batch (default 64)")  # fmt: skip
+    p.add_argument("bank", metavar="BANK",
+                   help="a mode bank directory NAME.taugate-bank, or with --adapter an own GPT")  # fmt: skip
+    p.add_argument("--adapter", action="append", metavar="NAME=DIR", default=[],
+                   help="a TauGate adapter as a mode of the language model BANK (repeat)")  # fmt: skip
+    p.add_argument("--batch", type=int_at_least("--batch", 1),
+                   help="rows of the mixed-mode batch (default 64; language models: one per mode)")  # fmt: skip
     p.add_argument("--repeats", type=int_at_least("--repeats", 1), default=50,
                    help="timed samples per quantity (default 50)")  # fmt: skip
     p.add_argument("--threads", type=int_at_least("--threads", 1), default=1,
@@ -34,13 +41,23 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from taugate.bank.cost import SwitchCostConfig, switch_cost
     from taugate.io import atomic_write_json, check_owned_file
-    from taugate.tables import Table
 
     if args.json:
         check_owned_file(args.json, "taugate bench-bank", force=args.force)
-    cfg = SwitchCostConfig(repeats=args.repeats, batch=args.batch, threads=args.threads,
+    r, t = _lm(args) if args.adapter else _mlp(args)
+    print(t.markdown())
+    if args.json:
+        atomic_write_json(args.json, {"written_by": "taugate bench-bank", **r})
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _mlp(args):
+    from taugate.bank.cost import SwitchCostConfig, switch_cost
+    from taugate.tables import Table
+
+    cfg = SwitchCostConfig(repeats=args.repeats, batch=args.batch or 64, threads=args.threads,
                            seed=args.seed)  # fmt: skip
     r = switch_cost(args.bank, cfg)
     rows = [["switch mode, batch 1", f"{r['switch_us']:.1f} µs", "1.00x"],
@@ -53,8 +70,30 @@ def run(args) -> int:
     t = Table(f"Mode bank {args.bank}: modes {', '.join(r['modes'])}; {r['threads']} thread(s), "
               f"median of {r['repeats']}", ["what", "median", "time / the bank's"], rows,
               f"largest logit difference, mixed vs separate: {r['max_abs_diff_mixed_vs_separate']:.2g}")  # fmt: skip
-    print(t.markdown())
-    if args.json:
-        atomic_write_json(args.json, {"written_by": "taugate bench-bank", **r})
-        print(f"wrote {args.json}")
-    return 0
+    return r, t
+
+
+def _lm(args):
+    from taugate.cli.generate_cmd import adapter_arg
+    from taugate.errors import TauGateError
+    from taugate.lm.bank import load_lm_bank
+    from taugate.lm.bank_cost import lm_switch_cost
+    from taugate.tables import Table
+
+    pairs = [adapter_arg(a) for a in args.adapter]
+    if any(n is None for n, _ in pairs):
+        raise TauGateError("--adapter must be NAME=DIR for a language-model bank")
+    bank = load_lm_bank(args.bank, pairs)
+    r = lm_switch_cost(bank, repeats=args.repeats, threads=args.threads, batch=args.batch,
+                       seed=args.seed)  # fmt: skip
+    rows = [["switch mode", f"{r['switch_us']:.2f} µs", "1.00x"],
+            ["load the mode's adapter (load_adapter_)", f"{r['load_adapter_us']:.1f} µs",
+             f"{r['load_vs_switch']:.0f}x"],
+            [f"mixed-mode decode step of {r['batch']} rows", f"{r['mixed_step_us']:.1f} µs", "1.00x"],
+            [f"{r['batch']} one-row decode steps, each in its mode", f"{r['single_steps_us']:.1f} µs",
+             f"{r['single_vs_mixed']:.2f}x"]]  # fmt: skip
+    t = Table(f"Language-model bank {args.bank}: modes {', '.join(r['modes'])}; "
+              f"{r['threads']} thread(s), median of {r['repeats']}, prompt {r['prompt_len']} tokens",
+              ["what", "median", "time / the bank's"], rows,
+              f"largest logit difference, mixed vs one row at a time: {r['max_abs_diff_mixed_vs_single']:.2g}")  # fmt: skip
+    return r, t
