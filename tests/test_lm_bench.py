@@ -122,3 +122,26 @@ def test_hugging_face_model_decode_and_bench(tmp_path, monkeypatch):
     assert {r["path"] for r in rows} >= set(PATHS) and info["batches"][1]["max_abs_diff"] < 1e-3
     again = load_lm(tmp_path / "llama-0")  # a Hugging Face directory
     assert type(again).__name__ == "LlamaForCausalLM"
+
+
+def test_units_dropped_by_compile_are_checked_against_the_compiled_arrays(capsys):
+    """Calibrated on one repeated byte, compile drops units that random prompts then open: the
+    compiled logits then differ from the hard-gated model's, and bench-lm checks the kernel
+    against the compiled arrays in torch math instead (and says so)."""
+    from taugate.lm.report import print_lm_bench
+
+    base, gated, _ = random_lm(activation="relu", active=0.3, **SMALL)
+    calib = torch.full((200,), 65)  # "AAAA...": few units fire
+    text = torch.randint(0, 256, (500,))
+    rows, info = bench_lm(base, gated, calib, batch_sizes=(1,), prompt_len=8, timing=FAST,
+                          prompt_tokens=text)  # fmt: skip
+    b = info["batches"][1]
+    kept = [x["units_kept"] for x in info["compile"]["blocks"]]
+    assert min(kept) < SMALL["d_ffn"]
+    assert b["reference"] == "compiled arrays in torch" and b["max_abs_diff"] < 1e-3
+    assert b["max_abs_diff_vs_hard"] > 1e-3
+    print_lm_bench("x", rows, info)
+    assert "units that compile dropped" in capsys.readouterr().out
+    with pytest.raises(TauGateError, match="prompt text has 5 tokens; a prompt needs 8"):
+        bench_lm(base, gated, calib, batch_sizes=(1,), prompt_len=8, timing=FAST,
+                 prompt_tokens=text[:5])  # fmt: skip

@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         reproduce,
         reproduce_lm_cmd,
         sweep_cmd,
+        sweep_lm_cmd,
     )
 
     parser = argparse.ArgumentParser(
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         predict_cmd,
         bench_cmd,
         sweep_cmd,
+        sweep_lm_cmd,
         bench_lm_cmd,
         generate_cmd,
         datasets,

@@ -87,9 +87,10 @@ def run(args) -> int:
     if args.json:
         check_owned_file(args.json, WRITTEN_BY, force=args.force)
     results = []
-    for what, base, gated, calib in _models(args):
+    for what, base, gated, calib, text in _models(args):
         rows, info = bench_lm(base, gated, calib, batch_sizes=args.batch_sizes, prompt_len=args.prompt_len,
-                              threads=args.threads, timing=TimingConfig(rounds=args.rounds))  # fmt: skip
+                              threads=args.threads, timing=TimingConfig(rounds=args.rounds),
+                              prompt_tokens=text)  # fmt: skip
         print_lm_bench(what, rows, info)
         results.append({"model": what, "rows": rows, **info})
     if args.json:
@@ -100,7 +101,7 @@ def run(args) -> int:
 
 
 def _models(args):
-    """(description, base, gated, calibration tokens) per model to time."""
+    """(description, base, gated, calibration tokens, prompt text or None) per model to time."""
     import copy
 
     from taugate.errors import TauGateError
@@ -113,7 +114,7 @@ def _models(args):
                                            activation=args.activation, active=a)  # fmt: skip
             what = (f"random GPT d_model {args.d_model}, FFN {args.ffn} ({args.activation}), "
                     f"{args.layers} layers, target active {a:g}")  # fmt: skip
-            yield what, base, gated, calib
+            yield what, base, gated, calib, None  # random prompts, as the calibration
         return
     if not args.adapter:
         raise TauGateError("MODEL needs --adapter DIR (the gates to compile)")
@@ -124,5 +125,6 @@ def _models(args):
     base = load_lm(args.model)
     gated = copy.deepcopy(base)
     load_adapter_(gated, args.adapter)
-    calib = load_text(args.corpus or "prose", args.data_dir, max_bytes=1 << 16).tokens()[: 1 << 16]
-    yield f"{args.model} + {args.adapter}", base, gated, calib
+    text = load_text(args.corpus or "prose", args.data_dir, max_bytes=1 << 17).tokens()
+    # calibration on the first 64 KiB, prompts drawn from the text after it
+    yield f"{args.model} + {args.adapter}", base, gated, text[: 1 << 16], text[1 << 16 :]

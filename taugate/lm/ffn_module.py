@@ -35,6 +35,7 @@ class CompiledFFN(nn.Module):
         self._t = t
         self.last_counts: np.ndarray | None = None  # open units per token of the last kernel call
         self.kernel_calls = 0  # calls served by the Numba kernel (the others ran torch math)
+        self.use_kernel = True  # False: torch math always (a reference for the kernel)
 
     @property
     def width(self) -> int:
@@ -47,7 +48,7 @@ class CompiledFFN(nn.Module):
         )
 
     def _use_kernel(self, x: torch.Tensor) -> bool:
-        return (x.dtype == torch.float32 and x.device.type == "cpu"
+        return (self.use_kernel and x.dtype == torch.float32 and x.device.type == "cpu"
                 and not (torch.is_grad_enabled() and x.requires_grad))  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -97,6 +97,17 @@ class SweepConfig:
         d.update(width=width, seed=seed, lam=lam)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
+    def runner(self, out, data_dir=None, quiet: bool = False):
+        """The object that runs this sweep's cells (:func:`taugate.sweep.run.run_sweep`'s seam)."""
+        from taugate.sweep.cells import CellRunner
+
+        return CellRunner(self, out, data_dir, quiet)
+
+    def write_outputs(self, out, rows: list[dict], meta: dict) -> None:
+        from taugate.sweep.run import write_outputs
+
+        write_outputs(out, rows, meta)
+
     def cells(self) -> list[tuple[int, int, float]]:
         """(width, seed, lambda) of every cell, in the order they run."""
         s = self.study

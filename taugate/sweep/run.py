@@ -62,18 +62,17 @@ def load_cell(path: Path, key: str) -> list[dict] | None:
     return cell["rows"] if isinstance(cell, dict) and cell.get("key") == key else None
 
 
-def run_sweep(
-    cfg: SweepConfig, out, data_dir=None, resume=False, force=False, quiet=False
-) -> list[dict]:
-    """Run (or finish) the sweep; returns all rows and writes every output file."""
+def run_sweep(cfg, out, data_dir=None, resume=False, force=False, quiet=False) -> list[dict]:
+    """Run (or finish) the sweep of ``cfg`` (a :class:`SweepConfig`, or
+    :class:`taugate.sweep.lm.LMSweepConfig` for language models); returns all rows and writes
+    every output file."""
     from tqdm.auto import tqdm
 
     from taugate.bench.machine import machine_info
-    from taugate.sweep.cells import CellRunner
 
     out = Path(out)
     prepare_out(cfg, out, resume, force)
-    runner = CellRunner(cfg, out, data_dir, quiet)
+    runner = cfg.runner(out, data_dir, quiet)  # the seam: each kind of sweep brings its cells
     rows: list[dict] = []
     bar = tqdm(cfg.cells(), desc="sweep", unit="cell", disable=quiet)
     for width, seed, lam in bar:
@@ -89,7 +88,7 @@ def run_sweep(
         rows += cell_rows
     bar.close()
     meta = {**machine_info(cfg.threads), "dataset": runner.provenance(), "config": cfg.to_dict()}
-    write_outputs(out, rows, meta)
+    cfg.write_outputs(out, rows, meta)
     return rows
 
 
