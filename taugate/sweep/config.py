@@ -78,12 +78,7 @@ class SweepConfig:
 
     def to_dict(self) -> dict:
         """Flat and JSON-able: the study's fields (but those each cell sets) and the sweep's."""
-        d = {k: v for k, v in self.study.to_dict().items() if k not in PER_CELL}
-        for f in fields(self):
-            if f.name != "study":
-                v = getattr(self, f.name)
-                d[f.name] = list(v) if isinstance(v, tuple) else v
-        return d
+        return flat_dict(self, PER_CELL)
 
     def cell_config(self, width: int, lam: float) -> ReproduceConfig:
         """The study of one cell: TauGate alone at ``lam``, hidden layers ``width`` wide."""
@@ -91,11 +86,7 @@ class SweepConfig:
 
     def cell_key(self, width: int, seed: int, lam: float) -> str:
         """Hash of everything one cell's result depends on (the other lambdas / seeds do not)."""
-        d = self.to_dict()
-        for k in ("lambdas", "seeds", "seed0", "widths"):
-            d.pop(k)
-        d.update(width=width, seed=seed, lam=lam)
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+        return cell_key_of(self.to_dict(), width, seed, lam)
 
     def runner(self, out, data_dir=None, quiet: bool = False):
         """The object that runs this sweep's cells (:func:`taugate.sweep.run.run_sweep`'s seam)."""
@@ -113,6 +104,25 @@ class SweepConfig:
         s = self.study
         return [(w, seed, lam) for w in self.widths for seed in range(s.seed0, s.seed0 + s.seeds)
                 for lam in self.lambdas]  # fmt: skip
+
+
+def flat_dict(cfg, per_cell) -> dict:
+    """A sweep config as one flat JSON-able dict: its study's fields but ``per_cell`` (the ones
+    each cell sets), then the sweep's own."""
+    d = {k: v for k, v in cfg.study.to_dict().items() if k not in per_cell}
+    for f in fields(cfg):
+        if f.name != "study":
+            v = getattr(cfg, f.name)
+            d[f.name] = list(v) if isinstance(v, tuple) else v
+    return d
+
+
+def cell_key_of(flat: dict, width: int, seed: int, lam: float) -> str:
+    """Hash of everything one cell's result depends on: the flat config without the grid's other
+    points, and the cell's own (width, seed, lambda)."""
+    d = {k: v for k, v in flat.items() if k not in ("lambdas", "seeds", "seed0", "widths")}
+    d.update(width=width, seed=seed, lam=lam)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def differing_fields(a: dict, b: dict) -> list[str]:

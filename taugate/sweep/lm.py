@@ -8,7 +8,6 @@ with ``cells`` / ``cell_key`` / ``to_dict`` / ``threads``, a ``runner`` and ``wr
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field, fields, replace
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from taugate.errors import TauGateError
 from taugate.reproduce_lm.config import LMStudyConfig
+from taugate.sweep.config import cell_key_of, flat_dict
 
 DEFAULT_LM_LAMBDAS = (0.0, 3e-3, 1e-2, 3e-2, 1e-1)
 PER_CELL = ("d_ffn", "sparsity", "methods", "overlap", "save_models", "seeds", "seed0")
@@ -82,22 +82,13 @@ class LMSweepConfig:
         return cls(study=LMStudyConfig(**study), **kw)
 
     def to_dict(self) -> dict:
-        d = {k: v for k, v in self.study.to_dict().items() if k not in PER_CELL}
-        for f in fields(self):
-            if f.name != "study":
-                v = getattr(self, f.name)
-                d[f.name] = list(v) if isinstance(v, tuple) else v
-        return d
+        return flat_dict(self, PER_CELL)
 
     def cell_config(self, width: int, lam: float, seed: int) -> LMStudyConfig:
         return replace(self.study, d_ffn=width, sparsity=lam, seed0=seed, seeds=1)
 
     def cell_key(self, width: int, seed: int, lam: float) -> str:
-        d = self.to_dict()
-        for k in ("lambdas", "seeds", "seed0", "widths"):
-            d.pop(k)
-        d.update(width=width, seed=seed, lam=lam)
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+        return cell_key_of(self.to_dict(), width, seed, lam)
 
     def cells(self) -> list[tuple[int, int, float]]:
         return [(w, s, lam) for w in self.widths for s in range(self.seed0, self.seed0 + self.seeds)
