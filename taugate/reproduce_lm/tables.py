@@ -147,8 +147,11 @@ def bpb_figure(rows: list[dict], out_stem: Path) -> list[Path]:
         ax.bar(x + (k - 0.5) * 0.38, means, 0.38, yerr=stds, capsize=3, label=f"test: {mode}")
     ax.set_xticks(x, labels, rotation=20, ha="right")
     ax.set_ylabel("bits per byte (lower is better)")
+    vals = [num(r[k]) for r in rows for k in ("bpb_target", "bpb_other")]
+    lo, hi = min(vals), max(vals)
+    ax.set_ylim(lo - 0.5 * (hi - lo) - 0.02, hi + 0.35 * (hi - lo) + 0.02)  # the differences show
     ax.set_title(f"Specialising a frozen {o}/{t} GPT to {t}")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper center", ncols=2, fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return save_figure(fig, out_stem)

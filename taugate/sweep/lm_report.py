@@ -72,8 +72,8 @@ def bpb_figure(rows: list[dict], out_stem: Path, batch: int) -> list[Path]:
         bpb = [mean_std([r["compiled_bpb_target"] for r in rs])[0] for _, rs in cells]
         act = [100 * mean_std([r["active_mean"] for r in rs])[0] for _, rs in cells]
         tps = [float(np.mean(_speed(rows, w, lam, batch, "compiled"))) for lam, _ in cells]
-        for ax, x in zip(axes, (act, tps), strict=True):
-            ax.plot(x, bpb, "o-", label=f"FFN {w}")
+        for ax, x, style in zip(axes, (act, tps), ("o-", "o"), strict=True):
+            ax.plot(x, bpb, style, label=f"FFN {w}")  # speed: points (noise would cross lines)
             for (lam, _), xi, yi in zip(cells, x, bpb, strict=True):
                 ax.annotate(f"λ={lam:g}", (xi, yi), fontsize=7, xytext=(3, 3),
                             textcoords="offset points")  # fmt: skip
