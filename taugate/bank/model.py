@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from taugate.bank.format import Bank
+from taugate.bank.spec import row_indices
 from taugate.errors import TauGateError
 from taugate.inputs import as_batch
 from taugate.kernels import bank as kernels
@@ -60,22 +61,7 @@ class BankModel:
             )
         if mode is not None:
             return self.spec.mode_index(mode)
-        if isinstance(modes, str) or not hasattr(modes, "__len__"):
-            raise TauGateError(
-                f"modes must be a list of mode names, one per row, got {type(modes).__name__}"
-            )
-        if len(modes) != batch:
-            raise TauGateError(
-                f"modes has {len(modes)} entries but the batch has {batch} rows "
-                "(one mode name per row)"
-            )
-        index = self.spec.mode_indices
-        try:
-            return np.fromiter((index[n] for n in modes), np.int64, batch)  # (B,)
-        except (KeyError, TypeError):
-            bad = next(n for n in modes if not isinstance(n, str) or n not in index)
-            self.spec.mode_index(bad)  # the one-line error listing the known modes
-            raise
+        return np.array(row_indices(self.spec.mode_indices, modes, batch), np.int64)  # (B,)
 
     def predict(
         self,

@@ -45,6 +45,30 @@ def check_modes(modes, where: str = "modes") -> tuple[str, ...]:
     return tuple(modes)
 
 
+def mode_index(indices: dict[str, int], name) -> int:
+    """``indices[name]`` (mode name -> index); an unknown name is an error listing the known ones.
+    Shared by the MLP banks and the language-model banks (:mod:`taugate.lm.bank`)."""
+    i = indices.get(name) if isinstance(name, str) else None
+    if i is None:
+        raise TauGateError(f"unknown mode {name!r} (this bank has: {', '.join(indices)})")
+    return i
+
+
+def row_indices(indices: dict[str, int], modes, batch: int) -> list[int]:
+    """The mode index of every batch row for ``modes`` (one mode name per row, as peft's
+    ``adapter_names``); one-line errors for a string or non-list, a length that is not
+    ``batch``, and an unknown name."""
+    if isinstance(modes, str) or not hasattr(modes, "__len__"):
+        raise TauGateError(
+            f"modes must be a list of mode names, one per row, got {type(modes).__name__}"
+        )
+    if len(modes) != batch:
+        raise TauGateError(
+            f"modes has {len(modes)} entries but the batch has {batch} rows (one mode name per row)"
+        )
+    return [mode_index(indices, n) for n in modes]
+
+
 def mode_tensor_shapes(layers, name: str) -> dict[str, tuple[int, ...]]:
     """The tensors of mode ``name``: ``modes.{name}.{i}.tau`` / ``.gamma`` per gated layer ``i``."""
     out = {}
@@ -209,10 +233,7 @@ class BankSpec:
 
     def mode_index(self, name) -> int:
         """The index of mode ``name``; an unknown name is an error listing the known ones."""
-        i = self.mode_indices.get(name) if isinstance(name, str) else None
-        if i is None:
-            raise TauGateError(f"unknown mode {name!r} (this bank has: {', '.join(self.modes)})")
-        return i
+        return mode_index(self.mode_indices, name)
 
     @cached_property
     def mode_indices(self) -> dict[str, int]:

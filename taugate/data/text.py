@@ -27,6 +27,7 @@ import os
 import sysconfig
 import zlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,7 @@ class TextCorpus:
     docs: tuple[tuple[str, str], ...]  # (id, text), in id order
     source: str  # "data-dir:<file>" | "embedded:<what>"
 
-    @property
+    @cached_property
     def data(self) -> bytes:
         """Every document as UTF-8, joined by a blank line."""
         return SEPARATOR.join(t.encode("utf-8") for _, t in self.docs)
@@ -168,7 +169,8 @@ def split_text(corpus: TextCorpus, *, valid: float = 0.1, test: float = 0.1) -> 
     if len(docs) < 3:
         raise TauGateError(f"text mode {corpus.mode!r} from {corpus.source} has {len(docs)} "
                            "document(s); a split by document needs at least 3")  # fmt: skip
-    sizes = [len(t.encode("utf-8")) for _, t in docs]
+    raw = {d: d[1].encode("utf-8") for d in docs}  # each document encoded once
+    sizes = [len(raw[d]) for d in docs]
     total = sum(sizes)
     parts: dict[str, list[tuple[str, str]]] = {"test": [], "valid": [], "train": []}
     k = 0
@@ -181,7 +183,7 @@ def split_text(corpus: TextCorpus, *, valid: float = 0.1, test: float = 0.1) -> 
     parts["train"] = docs[k:]
 
     def tokens(ds):
-        return np.frombuffer(SEPARATOR.join(t.encode("utf-8") for _, t in sorted(ds)), np.uint8)
+        return np.frombuffer(SEPARATOR.join(raw[d] for d in sorted(ds)), np.uint8)
 
     return TextSplit(corpus.mode, corpus.source, tokens(parts["train"]), tokens(parts["valid"]),
                      tokens(parts["test"]), {k: sorted(i for i, _ in v) for k, v in parts.items()})  # fmt: skip

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from taugate.bank.spec import check_modes
+from taugate.bank.spec import check_modes, mode_index, row_indices
 from taugate.errors import TauGateError
 from taugate.lm.apply import gated_blocks
 from taugate.lm.bank_gate import BankGate, Selection
@@ -146,10 +146,7 @@ class LMBank:
 
     def mode_index(self, name) -> int:
         """The index of mode ``name``; an unknown name is an error listing the known ones."""
-        i = self._index.get(name) if isinstance(name, str) else None
-        if i is None:
-            raise TauGateError(f"unknown mode {name!r} (this bank has: {', '.join(self.modes)})")
-        return i
+        return mode_index(self._index, name)
 
     @property
     def mode(self) -> str:
@@ -174,17 +171,8 @@ class LMBank:
 
     def rows(self, modes, batch: int) -> torch.Tensor:
         """Per-row mode indices (B,) int64 for ``modes``, one mode name per batch row."""
-        if isinstance(modes, str) or not hasattr(modes, "__len__"):
-            raise TauGateError(
-                f"modes must be a list of mode names, one per row, got {type(modes).__name__}"
-            )
-        if len(modes) != batch:
-            raise TauGateError(
-                f"modes has {len(modes)} entries but the batch has {batch} rows (one mode name "
-                "per row)"
-            )
         device = self.gates[0].taus.device
-        return torch.tensor([self.mode_index(n) for n in modes], dtype=torch.long, device=device)
+        return torch.tensor(row_indices(self._index, modes, batch), dtype=torch.long, device=device)
 
     @contextmanager
     def selected(self, mode: str | None = None, modes=None, batch: int | None = None):

@@ -23,8 +23,9 @@ FIRST = ["width", "lambda", "seed", "path", "batch", "bpb_target", "hard_bpb_tar
 def _cells(rows: list[dict]) -> OrderedDict[tuple, list[dict]]:
     """(width, lambda) -> one row per seed (the batch-1 torch row carries the cell's figures)."""
     groups: OrderedDict[tuple, list[dict]] = OrderedDict()
+    first = min(x["batch"] for x in rows)
     for r in sorted(rows, key=lambda r: (r["width"], r["lambda"], r["seed"])):
-        if r["path"] == "torch" and r["batch"] == min(x["batch"] for x in rows):
+        if r["path"] == "torch" and r["batch"] == first:
             groups.setdefault((r["width"], r["lambda"]), []).append(r)
     return groups
 
