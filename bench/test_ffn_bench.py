@@ -58,7 +58,7 @@ def _numpy_ffn(p: ffn.FFNPacked):
     down (d_out, F)) and tokens as columns, the fastest orientation for OpenBLAS here."""
     wz, wu = np.ascontiguousarray(p.view("wz")), np.ascontiguousarray(p.view("wu"))
     wd = np.ascontiguousarray(p.view("wdt").T)  # (d_out, F): down as stored by torch
-    bz, bu, thr, bd = p.bz[:, None], p.bu[:, None], p.thr[:, None], p.view("bd")[:, None]
+    bz, bu, thr, bd = p.bz[:, None], p.bu[:, None], p.thr[0][:, None], p.view("bd")[:, None]
 
     def fn(x):
         z = wz @ x.T + bz  # (F, B)

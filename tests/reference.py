@@ -125,33 +125,42 @@ def reference_phi(name: str, z) -> np.ndarray:
     raise ValueError(f"unknown activation {name!r}")
 
 
-def reference_ffn(x, wz, bz, wdt, bd, thr, act_name, wu=None, bu=None):
-    """One FFN block per token, by explicit loops over tokens and units, float64: unit j is open
-    iff z_j = wz[j] . x + bz[j] > thr[j]; then h_j = phi(z_j) (times wu[j] . x + bu[j] if wu is
-    given) and y += h_j * wdt[j]. Returns (y (N, d_out), counts (N,) of open units)."""
+def reference_ffn(x, wz, bz, wdt, bd, thr, act_name, wu=None, bu=None, gain=None, modes=None):
+    """One FFN block per token, by explicit loops over tokens and units, float64: token n runs in
+    mode m = modes[n] (default 0); unit j is open iff z_j = wz[j] . x + bz[j] > thr[m, j] (thr
+    (F,) is one mode); then h_j = phi(z_j) (times wu[j] . x + bu[j] if wu is given, times
+    gain[m, j] if gain is given) and y += h_j * wdt[j]. Returns (y (N, d_out), counts (N,) of
+    open units)."""
     x = np.asarray(x, np.float64)
     x = x[None, :] if x.ndim == 1 else x  # (N, d_in)
     f64 = [None if a is None else np.asarray(a, np.float64) for a in (wz, bz, wdt, bd, wu, bu)]
     wz, bz, wdt, bd, wu, bu = f64
+    thr = np.atleast_2d(np.asarray(thr, np.float64))  # (M, F)
     y = np.zeros((x.shape[0], wdt.shape[1]))  # (N, d_out)
     counts = np.zeros(x.shape[0], np.int64)
     for n in range(x.shape[0]):
+        m = 0 if modes is None else int(modes[n])
         y[n] = bd
         for j in range(wz.shape[0]):
             z = float(wz[j] @ x[n]) + bz[j]
-            if not z > float(thr[j]):
+            if not z > float(thr[m, j]):
                 continue
             counts[n] += 1
             h = float(reference_phi(act_name, z))
             if wu is not None:
                 h *= float(wu[j] @ x[n]) + bu[j]
+            if gain is not None:
+                h *= float(np.atleast_2d(gain)[m, j])
             y[n] += h * wdt[j]
     return y, counts
 
 
 def separate_ffn_ties(x, wz, bz, thr, margin: float = 1e-3) -> np.ndarray:
     """thr (float32) with each finite threshold moved above every z_j on x within ``margin``
-    (relative) of it, so that float32 sums, ~1e-6 off the float64 ones, gate like the reference."""
+    (relative) of it, so that float32 sums, ~1e-6 off the float64 ones, gate like the reference.
+    thr (M, F), one row per mode: each row separately."""
+    if np.ndim(thr) == 2:
+        return np.stack([separate_ffn_ties(x, wz, bz, t, margin) for t in thr])  # (M, F)
     x = np.asarray(x, np.float64)
     z = np.atleast_2d(x) @ np.asarray(wz, np.float64).T + np.asarray(bz, np.float64)  # (N, F)
     out = np.asarray(thr, np.float64).copy()

@@ -259,7 +259,7 @@ def test_hugging_face_rows_equal_single_mode_models(tmp_path, monkeypatch, famil
         for b, m in enumerate(row_modes):
             ref = single(base_dir, adapters[m], hard)
             torch.testing.assert_close(mixed[b], logits_of(ref, idx)[b], rtol=0, atol=1e-5)
-    out = bank.generate(idx, 3, modes=row_modes, greedy=True)  # no KV cache for HF models
+    out = bank.generate(idx, 3, modes=row_modes, greedy=True)  # on the HF model's KV cache
     ref = single(base_dir, adapters["c"], True)
     step = logits_of(ref, idx)[:, -1].argmax(-1)  # (B,)
     assert out.shape == (3, 10) and int(out[1, 7]) == int(step[1])
@@ -275,6 +275,10 @@ def test_cli_generate(tmp_path, capsys):
             "--temperature", "0"]  # fmt: skip
     assert main(argv) == 0
     assert capsys.readouterr().out == want + "\n"
+    hard = single(base_dir, adapters["b"], True)
+    want_hard = decode(hard.generate(encode("hi")[None, :], 6, greedy=True)[0])
+    assert main([*argv, "--compiled", "--corpus", "a=code"]) == 0  # the Numba kernel
+    assert capsys.readouterr().out == want_hard + "\n"
     argv = ["generate", str(base_dir), "--adapter", str(adapters["b"]), "--prompt", "hi",
             "--max-new-tokens", "6", "--temperature", "0"]  # fmt: skip
     assert main(argv) == 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from taugate.cli.common import add_command, float_list, int_at_least, int_list
+from taugate.cli.common import add_command, add_random_lm_args, float_list, int_at_least, int_list
 
 EXAMPLES = """examples:
   taugate bench-lm --random --d-model 1024 --ffn 4096 --layers 4 --activation relu --active 0.2 --threads 1
@@ -33,11 +33,7 @@ def register(sub) -> None:
     p.add_argument(
         "--adapter", metavar="DIR", help="TauGate adapter of MODEL (taugate.lm.adapters)"
     )
-    p.add_argument("--random", action="store_true", help="a random own GPT instead of MODEL")
-    p.add_argument("--d-model", type=int_at_least("--d-model", 8), default=1024)
-    p.add_argument("--ffn", type=int_at_least("--ffn", 1), default=4096, help="FFN width")
-    p.add_argument("--layers", type=int_at_least("--layers", 1), default=4)
-    p.add_argument("--activation", default="relu", help="relu | gelu | gelu-tanh | silu | swiglu")
+    add_random_lm_args(p)
     p.add_argument(
         "--active", type=float_list("--active"), default=(0.2,), help="share(s) of FFN units firing"
     )

@@ -101,3 +101,12 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
         help="folder holding mnist/ and fashion-mnist/ IDX files (default: $TAUGATE_DATA_DIR, "
         "then the user cache, then a download, then the built-in 8x8 digits)",
     )
+
+
+def add_random_lm_args(p) -> None:
+    """``--random`` and the shape of the random own GPT it builds (``taugate.lm.synthetic``)."""
+    p.add_argument("--random", action="store_true", help="a random own GPT instead of MODEL")
+    p.add_argument("--d-model", type=int_at_least("--d-model", 8), default=1024)
+    p.add_argument("--ffn", type=int_at_least("--ffn", 1), default=4096, help="FFN width")
+    p.add_argument("--layers", type=int_at_least("--layers", 1), default=4)
+    p.add_argument("--activation", default="relu", help="relu | gelu | gelu-tanh | silu | swiglu")

@@ -5,9 +5,11 @@ Self-contained on purpose, like :mod:`taugate.kernels._njit`: Numba's disk cache
 only in the file that defines a cached function (numba/numba#1833), so every function a kernel
 here calls is defined in this file too.
 
-Per token ``x``: ``z_j = Wz[j] . x + bz[j]`` for every unit (dense); unit ``j`` is open iff
-``z_j > thr[j]``; ``h_j = phi(z_j)`` (plain) or ``phi(z_j) * (Wu[j] . x + bu[j])`` (glu), for open
-units only; ``y = bd + sum_open h_j * WdT[j, :]``. Weight rows are padded with zeros to a multiple
+Per token ``x`` in mode ``m``: ``z_j = Wz[j] . x + bz[j]`` for every unit (dense); unit ``j`` is
+open iff ``z_j > thr[m, j]``; ``h_j = phi(z_j)`` (plain) or ``phi(z_j) * (Wu[j] . x + bu[j])``
+(glu), times ``gain[m, j]`` unless the gains are folded into WdT (``gain`` of shape (0, F)), for
+open units only; ``y = bd + sum_open h_j * WdT[j, :]``. A single model is one mode (M = 1) with
+folded gains; a mode bank (one base, M (tau, gamma) sets) has M rows and its gains unfolded. Weight rows are padded with zeros to a multiple
 of 16 floats (``sin`` for Wz / Wu, ``sout`` for WdT / bd), so each starts on a cache line and the
 axpy into y runs over whole 16-float blocks; x is read in place (never copied), so the dot
 products run over d_in.
@@ -171,9 +173,10 @@ def axpy1(w, idx, h, n, y):
 
 
 @njit()
-def hidden(act, glu, wu, bu, xp, idx, z, n, u, h, g, dense):
-    """h[t] = phi(z[t]) (times ``Wu[idx[t]] . xp + bu`` if glu) for t < n; ``dense``: times the
-    0/1 gate g[t] (a select)."""
+def hidden(act, glu, wu, bu, gm, xp, idx, z, n, u, h, g, dense):
+    """h[t] = phi(z[t]) (times ``Wu[idx[t]] . xp + bu`` if glu, times the gain ``gm[idx[t]]``
+    unless gm is empty: gains folded into WdT) for t < n; ``dense``: times the 0/1 gate g[t] (a
+    select)."""
     if glu and dense:
         dots1(wu, xp, idx, n, u)
     elif glu:
@@ -183,6 +186,8 @@ def hidden(act, glu, wu, bu, xp, idx, z, n, u, h, g, dense):
         if glu:
             v *= u[t] + bu[idx[t]]
         h[t] = v if (g[t] or not dense) else np.float32(0.0)
+    for t in range(n if gm.shape[0] else 0):  # a bank's gains: a loop of its own, none otherwise
+        h[t] *= gm[idx[t]]
 
 
 @njit()
@@ -222,18 +227,21 @@ def zblock(wz, bz, xs, live, nl, j0, j1, zb):
 
 
 @njit()
-def units(wu, bu, wdt, thr, act, glu, xp, zr, j0, j1, y, s, dense):
-    """y += the units j0 <= j < j1 of one token (xp (d_in,)), given their z (bias included) in
+def units(wu, bu, wdt, thr, gain, m, act, glu, xp, zr, j0, j1, y, s, dense):
+    """y += the units j0 <= j < j1 of one token (xp (d_in,)) in mode m (row m of the (M, F)
+    thr and gain tables; gain (0, F): folded into WdT), given their z (bias included) in
     zr[: j1 - j0]; returns how many are open. ``s``: the caller's scratch (see :func:`scratch`)."""
     idx, z, u, h, g = s
+    tm = thr[m]  # (F,) view: this mode's thresholds
+    gm = gain[m] if gain.shape[0] else gain.reshape(-1)  # (F,) view, or (0,): gains folded
     n = k = 0
     for jj in range(j1 - j0):  # branch-free gate: every unit is written, n moves past open ones
         v = zr[jj]
-        o = v > thr[j0 + jj]
+        o = v > tm[j0 + jj]
         idx[n], z[n], g[n] = j0 + jj, v, o
         n += o or dense  # dense: every unit stays in the list, gated by g
         k += o
-    hidden(act, glu, wu, bu, xp, idx, z, n, u, h, g, dense)
+    hidden(act, glu, wu, bu, gm, xp, idx, z, n, u, h, g, dense)
     if dense:
         axpy1(wdt, idx, h, n, y)
     else:
@@ -242,13 +250,14 @@ def units(wu, bu, wdt, thr, act, glu, xp, zr, j0, j1, y, s, dense):
 
 
 @njit()
-def token(wz, bz, wu, bu, wdt, bd, thr, act, glu, xp, y, s, dense):
-    """One token, serially: y (sout,) = the block at xp (d_in,); returns the open-unit count."""
+def token(wz, bz, wu, bu, wdt, bd, thr, gain, m, act, glu, xp, y, s, dense):
+    """One token in mode m, serially: y (sout,) = the block at xp (d_in,); returns the open-unit
+    count."""
     z = s[1]
     F = wz.shape[0]
     zpass(wz, bz, xp, z)  # the dense z pass, every row of Wz
     y[:] = bd
-    return units(wu, bu, wdt, thr, act, glu, xp, z, 0, F, y, s, dense)  # z, idx: in place
+    return units(wu, bu, wdt, thr, gain, m, act, glu, xp, z, 0, F, y, s, dense)  # z, idx: in place
 
 
 @njit()
@@ -259,12 +268,13 @@ def scratch(F):
 
 
 @njit()
-def run_one(wz, bz, wu, bu, wdt, bd, thr, act, glu, x2, out2, counts, check, dense):
+def run_one(wz, bz, wu, bu, wdt, bd, thr, gain, act, glu, m, x2, out2, counts, check, dense):
     xp = x2[0]  # the caller's row itself, no copy
     if check and not finite(xp):
         return 1
     y = np.empty(wdt.shape[1], np.float32)
-    counts[0] = token(wz, bz, wu, bu, wdt, bd, thr, act, glu, xp, y, scratch(wz.shape[0]), dense)
+    s = scratch(wz.shape[0])
+    counts[0] = token(wz, bz, wu, bu, wdt, bd, thr, gain, m, act, glu, xp, y, s, dense)
     out2[0, :] = y[: out2.shape[1]]
     return 0
 
@@ -273,19 +283,21 @@ def run_one(wz, bz, wu, bu, wdt, bd, thr, act, glu, x2, out2, counts, check, den
 
 
 @njit()
-def one(wz, bz, wu, bu, wdt, bd, thr, act, glu, x2, out2, counts, check):
-    """Batch-1 skipping path: x2 (1, d_in), out2 (1, d_out), counts (1,); 1 if x is not finite."""
-    return run_one(wz, bz, wu, bu, wdt, bd, thr, act, glu, x2, out2, counts, check, False)
+def one(wz, bz, wu, bu, wdt, bd, thr, gain, act, glu, m, x2, out2, counts, check):
+    """Batch-1 skipping path in mode m: x2 (1, d_in), out2 (1, d_out), counts (1,); 1 if x is
+    not finite."""
+    return run_one(wz, bz, wu, bu, wdt, bd, thr, gain, act, glu, m, x2, out2, counts, check, False)
 
 
 @njit()
-def one_dense(wz, bz, wu, bu, wdt, bd, thr, act, glu, x2, out2, counts, check):
+def one_dense(wz, bz, wu, bu, wdt, bd, thr, gain, act, glu, m, x2, out2, counts, check):
     """The dense twin of :func:`one`: the same loops over every unit and every row."""
-    return run_one(wz, bz, wu, bu, wdt, bd, thr, act, glu, x2, out2, counts, check, True)
+    return run_one(wz, bz, wu, bu, wdt, bd, thr, gain, act, glu, m, x2, out2, counts, check, True)
 
 
 @njit(parallel=True)
-def batch(wz, bz, wu, bu, wdt, bd, thr, act, glu, x, out, counts, bad, check, nth, dense, blk):
+def batch(wz, bz, wu, bu, wdt, bd, thr, gain, act, glu, modes, x, out, counts, bad, check, nth,
+          dense, blk):  # fmt: skip
     """Batched path (N tokens): ``prange`` over chunks of at most TOKENS tokens, each chunk with
     its own scratch. A chunk walks the units in blocks of ``blk``: first the z of every token for
     the block, then per token the open units of the block as in batch 1 (up dot products, axpy
@@ -297,7 +309,7 @@ def batch(wz, bz, wu, bu, wdt, bd, thr, act, glu, x, out, counts, bad, check, nt
     The z pass is done here too (:func:`zblock`), not by a BLAS call first: it is faster (0.9 ms
     against OpenBLAS's 1.5 ms at 8 x 1024 x 4096 on one core), and BLAS's thread pool never takes
     turns with Numba's on the same cores (an idle BLAS worker spins after each call).
-    ``dense``: the dense twin. ``bad[i]`` = 1 for a non-finite row (with ``check`` the row is
+    Token i runs in mode ``modes[i]``. ``dense``: the dense twin. ``bad[i]`` = 1 for a non-finite row (with ``check`` the row is
     skipped then: y = bd, count 0).
     """
     N, F = x.shape[0], wz.shape[0]
@@ -324,7 +336,10 @@ def batch(wz, bz, wu, bu, wdt, bd, thr, act, glu, x, out, counts, bad, check, nt
             zblock(wz, bz, xs, live, nl, j0, j1, zb)
             for i in range(nl):
                 t = live[i]
-                cnt[t] += units(wu, bu, wdt, thr, act, glu, xs[t], zb[i], j0, j1, ys[t], s, dense)
+                mo = modes[t0 + t]  # this token's mode: a row of thr and gain
+                k = units(wu, bu, wdt, thr, gain, mo, act, glu, xs[t], zb[i], j0, j1, ys[t], s,
+                          dense)  # fmt: skip
+                cnt[t] += k
         for t in range(m):
             out[t0 + t, :] = ys[t, : out.shape[1]]
             counts[t0 + t] = cnt[t]

@@ -7,6 +7,11 @@ Per token x (d_in,): ``z = Wz x + bz`` for all F units (dense: nothing predicts 
 with ``WdT`` (F, d_out) the ``down`` weight transposed (gains already folded in). A shut unit's
 rows of Wu and WdT are never read.
 
+A mode bank (one frozen base, M named (tau, gamma) sets) is one block with an (M, F) threshold
+table and an (M, F) gain table: the gains cannot be folded into weights every mode shares, so
+they multiply ``h_j`` in the gate pass; token i runs in mode ``modes[i]`` (a mixed-mode batch),
+and the z pass, shared by every mode, is done once per token as for one model.
+
 Paths (all in :mod:`taugate.kernels._njit_ffn`, all computing the same function):
 
 - batch 1 (``one``): serial; the z pass over the rows of Wz, one row after the other (one
@@ -59,13 +64,19 @@ class FFNPacked:
     bz: np.ndarray  # (F,) float32
     wu: np.ndarray  # (F, sin) float32 up weight if glu, else (0, sin)
     bu: np.ndarray  # (F,) float32 if glu, else (0,)
-    wdt: np.ndarray  # (F, sout) float32: down weight transposed, gains folded in, rows padded
+    wdt: np.ndarray  # (F, sout) float32: down weight transposed (gains folded in if gain is
+    #   empty), rows padded
     bd: np.ndarray  # (sout,) float32 down bias, padded with zeros
-    thr: np.ndarray  # (F,) float32 effective thresholds (may be +-inf)
+    thr: np.ndarray  # (M, F) float32 effective thresholds per mode (may be +-inf); M = 1: one model
+    gain: np.ndarray  # (M, F) float32 gains per mode (a mode bank), or (0, F): folded into wdt
     act: int  # activation code: relu 0, gelu 1, gelu-tanh 2, silu 3 (taugate.activations)
     glu: bool  # gated-linear FFN (h = phi(z) * up)
     sizes: tuple[int, int, int]  # (d_in, F, d_out)
     macs_dense: int  # multiply-adds per token of the dense FFN
+
+    @property
+    def n_modes(self) -> int:
+        return int(self.thr.shape[0])
 
     @property
     def d_in(self) -> int:
@@ -127,10 +138,13 @@ def _check(name: str, a, shape: tuple, inf_ok: bool = False) -> None:
         raise TauGateError(f"pack_ffn: {name} contains inf")
 
 
-def pack_ffn(wz, bz, wdt, bd, thr, *, act: int, wu=None, bu=None) -> FFNPacked:
+def pack_ffn(wz, bz, wdt, bd, thr, *, act: int, wu=None, bu=None, gain=None) -> FFNPacked:
     """Validate and lay out one FFN block: wz (F, d_in), bz (F,), wdt (F, d_out), bd (d_out,),
-    thr (F,) (may be +-inf, never NaN), and for a glu block wu (F, d_in), bu (F,); all float32.
-    ``act`` is an activation code (``taugate.activations.get_activation(name).code``)."""
+    thr (F,) or (M, F) for M modes (may be +-inf, never NaN), and for a glu block wu (F, d_in),
+    bu (F,); all float32. ``act`` is an activation code
+    (``taugate.activations.get_activation(name).code``). ``gain``: None (the gains are folded into
+    wdt), or the (M, F) gains per mode of a mode bank (shape of thr as (M, F)), applied in the
+    gate pass."""
     if not (isinstance(wz, np.ndarray) and wz.ndim == 2 and wz.shape[0] and wz.shape[1]):
         got = getattr(wz, "shape", type(wz).__name__)
         raise TauGateError(f"pack_ffn: wz must be a non-empty float32 (F, d_in) array, got {got}")
@@ -146,7 +160,12 @@ def pack_ffn(wz, bz, wdt, bd, thr, *, act: int, wu=None, bu=None) -> FFNPacked:
     arrays += [("bd", bd, (d_out,))] + ([("wu", wu, (F, d_in)), ("bu", bu, (F,))] if glu else [])
     for name, a, shape in arrays:
         _check(name, a, shape)
-    _check("thr", thr, (F,), inf_ok=True)
+    thr2 = thr[None, :] if isinstance(thr, np.ndarray) and thr.ndim == 1 else thr  # (1, F)
+    M = thr2.shape[0] if isinstance(thr2, np.ndarray) and thr2.ndim == 2 and thr2.shape[0] else 1
+    _check("thr", thr2, (M, F), inf_ok=True)
+    if gain is not None:
+        gain = gain[None, :] if isinstance(gain, np.ndarray) and gain.ndim == 1 else gain
+        _check("gain", gain, (M, F))
     codes = (_k.RELU, _k.GELU, _k.GELU_TANH, _k.SILU)
     if (
         isinstance(act, (bool, np.bool_))
@@ -163,8 +182,12 @@ def pack_ffn(wz, bz, wdt, bd, thr, *, act: int, wu=None, bu=None) -> FFNPacked:
     pbd = _aligned(1, sout)[0]
     pbd[:d_out] = bd
     macs = F * d_in * (2 if glu else 1) + F * d_out
+    table = _aligned(M, F)
+    table[:] = thr2
+    gains = _aligned(0 if gain is None else M, F)
+    gains[:] = 0 if gain is None else gain
     return FFNPacked(
-        pz, _vec(bz), pu, _vec(bu) if glu else np.zeros(0, np.float32), pd, pbd, _vec(thr),
+        pz, _vec(bz), pu, _vec(bu) if glu else np.zeros(0, np.float32), pd, pbd, table, gains,
         int(act), glu, (d_in, F, d_out), macs,
     )  # fmt: skip
 
@@ -181,7 +204,33 @@ def ffn_macs(packed: FFNPacked, counts) -> float:
 
 
 def _args(p: FFNPacked):
-    return p.wz, p.bz, p.wu, p.bu, p.wdt, p.bd, p.thr, p.act, p.glu
+    return p.wz, p.bz, p.wu, p.bu, p.wdt, p.bd, p.thr, p.gain, p.act, p.glu
+
+
+def _modes(p: FFNPacked, modes, n: int) -> np.ndarray:
+    """The (n,) int64 mode index per token of ``modes``: None (a one-mode block), one int for
+    every token, or one per token."""
+    M = p.n_modes
+    if modes is None:
+        if M > 1:
+            raise TauGateError(
+                f"ffn_forward: the block has {M} modes; give modes= (one index, or one per token)"
+            )
+        return np.zeros(n, np.int64)
+    if isinstance(modes, (int, np.integer)) and not isinstance(modes, (bool, np.bool_)):
+        if not 0 <= modes < M:
+            raise TauGateError(f"ffn_forward: mode {modes} is out of range for {M} modes")
+        return np.full(n, modes, np.int64)
+    arr = np.asarray(modes)
+    if arr.shape != (n,) or arr.dtype.kind not in "iu":
+        raise TauGateError(
+            f"ffn_forward: modes must be an int or ({n},) integers (one per token), got "
+            f"{arr.dtype} {arr.shape}"
+        )
+    if n and not (0 <= arr.min() and arr.max() < M):
+        bad = int(np.flatnonzero((arr < 0) | (arr >= M))[0])
+        raise TauGateError(f"ffn_forward: modes[{bad}] = {arr[bad]} is out of range for {M} modes")
+    return arr.astype(np.int64, copy=False)
 
 
 def block_units(packed: FFNPacked) -> int:
@@ -191,27 +240,30 @@ def block_units(packed: FFNPacked) -> int:
     return int(min(packed.n_units, max(16, rows)))
 
 
-def _run(p: FFNPacked, x2, out2, counts, dense: bool, check: bool, nth: int, blk: int) -> None:
-    """The kernels on validated x2 (N, d_in), out2 (N, d_out), counts (N,)."""
+def _run(p: FFNPacked, x2, out2, counts, modes, dense: bool, check: bool, nth: int,
+         blk: int) -> None:  # fmt: skip
+    """The kernels on validated x2 (N, d_in), out2 (N, d_out), counts (N,), modes (N,)."""
     N = x2.shape[0]
     if N == 1:
         kernel = _k.one_dense if dense else _k.one
-        if kernel(*_args(p), x2, out2, counts, check):
+        if kernel(*_args(p), int(modes[0]), x2, out2, counts, check):
             raise TauGateError("ffn_forward: input contains NaN or inf at row 0")
         return
     bad = np.zeros(N, np.int8)
-    _k.batch(*_args(p), x2, out2, counts, bad, check, nth, dense, blk)
+    _k.batch(*_args(p), modes, x2, out2, counts, bad, check, nth, dense, blk)
     if check and bad.any():
         raise TauGateError(
             f"ffn_forward: input contains NaN or inf at row {np.flatnonzero(bad)[0]}"
         )
 
 
-def ffn_forward(packed: FFNPacked, x, *, out=None, dense=False, check_finite=True, threads=None,
-                block=None):  # fmt: skip
+def ffn_forward(packed: FFNPacked, x, *, modes=None, out=None, dense=False, check_finite=True,
+                threads=None, block=None):  # fmt: skip
     """``(y, counts)`` of the FFN block for x (N, d_in) float32 C-contiguous, N >= 1, used in
     place: y (N, d_out) float32 (written into ``out`` when given), counts (N,) int64 the open units
-    per token. A 1-D x (d_in,) is one token and gives y (d_out,). ``dense``: the dense twin.
+    per token. A 1-D x (d_in,) is one token and gives y (d_out,). ``modes``: for a block of
+    several modes (a bank), the mode of every token (an int) or of each (N,); a one-mode block
+    needs none. ``dense``: the dense twin.
     ``threads``: Numba threads for this call (default: the current count; one token always runs
     serially, N >= 2 split into chunks of tokens across them). ``block``: units per block of the
     batched path (default :func:`block_units`; a tuning knob, the result does not depend on it).
@@ -252,11 +304,12 @@ def ffn_forward(packed: FFNPacked, x, *, out=None, dense=False, check_finite=Tru
         )
     out2 = out.reshape(x2.shape[0], d_out)  # a view
     counts = np.zeros(x2.shape[0], np.int64)
+    m = _modes(packed, modes, x2.shape[0])  # (N,) int64
     if x2.shape[0] == 1 and threads is None:  # one token runs serially: no thread-pool calls
-        _run(packed, x2, out2, counts, bool(dense), bool(check_finite), 1, blk)
+        _run(packed, x2, out2, counts, m, bool(dense), bool(check_finite), 1, blk)
         return out, counts
     with numba_threads(threads, "ffn_forward: ") as nth:
-        _run(packed, x2, out2, counts, bool(dense), bool(check_finite), nth, blk)
+        _run(packed, x2, out2, counts, m, bool(dense), bool(check_finite), nth, blk)
     return out, counts
 
 
@@ -264,7 +317,7 @@ def warmup(packed: FFNPacked) -> None:
     """Compile (or load from the disk cache) every path for this block's types."""
     x = np.zeros((2, packed.d_in), np.float32)
     for dense in (False, True):
-        ffn_forward(packed, x[:1], dense=dense, threads=1)
-        ffn_forward(packed, x, dense=dense, threads=1)
+        ffn_forward(packed, x[:1], modes=0, dense=dense, threads=1)
+        ffn_forward(packed, x, modes=0, dense=dense, threads=1)
         if numba.config.NUMBA_NUM_THREADS > 1:
-            ffn_forward(packed, x, dense=dense, threads=2)
+            ffn_forward(packed, x, modes=0, dense=dense, threads=2)

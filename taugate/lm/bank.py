@@ -31,6 +31,8 @@ from taugate.bank.spec import check_modes, mode_index, row_indices
 from taugate.errors import TauGateError
 from taugate.lm.apply import gated_blocks
 from taugate.lm.bank_gate import BankGate, Selection
+from taugate.lm.bank_generate import generate_hf
+from taugate.lm.bank_generate import generate_text as generate_text  # kept importable from here
 from taugate.lm.families import family_of, ffn_blocks
 from taugate.nn.config import TauGateConfig
 from taugate.nn.gate import TauGate
@@ -87,6 +89,7 @@ class LMBank:
         self.blocks = list(blocks)  # gated FFN block names, in forward order
         self.selection = Selection()
         self._index = {n: i for i, n in enumerate(self.modes)}
+        self.compiled: dict | None = None  # compile_'s report once compiled (Numba FFN blocks)
         self.gates: list[BankGate] = []
         have = {b.name: b for b in ffn_blocks(model, check_activation=False)}
         for n in self.blocks:
@@ -166,6 +169,10 @@ class LMBank:
     def hard(self, value: bool) -> None:
         if not isinstance(value, bool):
             raise TauGateError(f"LMBank.hard must be True or False, got {value!r}")
+        if self.compiled is not None and not value:
+            raise TauGateError(
+                "a compiled bank's gates are hard; soft gates need the uncompiled one"
+            )
         for g in self.gates:
             g.hard = value
 
@@ -231,18 +238,32 @@ class LMBank:
                  generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
         """``idx`` (B, T0) followed by ``max_new_tokens`` tokens: (B, T0 + max_new_tokens), every
         row in ``mode`` or row b in ``modes[b]``. The own GPT decodes with its KV cache
-        (:meth:`taugate.lm.gpt.GPT.generate`); other models recompute the whole sequence each
-        step (no cache). ``greedy``: argmax, else sampled at ``temperature`` with ``generator``."""
+        (:meth:`taugate.lm.gpt.GPT.generate`), a Hugging Face model with its own
+        (:func:`~taugate.lm.bank_generate.generate_hf`). ``greedy``: argmax, else sampled at
+        ``temperature`` with ``generator``."""
         from taugate.lm.gpt import GPT
 
         with self.selected(mode, modes, self._batch(idx)):
             if isinstance(self.model, GPT):
                 return self.model.generate(idx, max_new_tokens, temperature, greedy, generator)
-            return _generate_no_cache(self, idx, max_new_tokens, temperature, greedy, generator)
+            return generate_hf(self.model, idx, max_new_tokens, temperature, greedy, generator)
+
+    def compile_(self, calib_tokens, *, min_rate: float = 0.0, seq_len: int = 128,
+                 max_windows: int = 32) -> dict:  # fmt: skip
+        """Compile the bank in place (:func:`taugate.lm.bank_compile.compile_bank_`): every gated
+        FFN block runs the Numba kernel with all modes' (M, width) tau and gamma tables, over the
+        units that fire in some mode on ``calib_tokens`` (one token sequence, or {mode: ids});
+        the gates are hard from then on. Returns (and keeps as ``compiled``) the report."""
+        from taugate.lm.bank_compile import compile_bank_
+
+        return compile_bank_(self, calib_tokens, min_rate=min_rate, seq_len=seq_len,
+                             max_windows=max_windows)  # fmt: skip
 
     def mode_model(self, name: str) -> nn.Module:
         """Mode ``name`` as a single-mode gated model of its own (a copy of the base with plain
         TauGates; ``save_adapter`` writes it as an adapter)."""
+        if self.compiled is not None:
+            raise TauGateError("mode_model needs the uncompiled bank (compile_ replaced its gates)")
         i = self.mode_index(name)
         model = copy.deepcopy(self.model)
         for b in ffn_blocks(model, check_activation=False):
@@ -256,25 +277,6 @@ class LMBank:
                 tg.hard = bg.hard
                 setattr(b.owner, b.act, tg)
         return model
-
-
-def _generate_no_cache(bank: LMBank, idx, max_new_tokens, temperature, greedy, generator):
-    from taugate.lm.train import lm_logits
-
-    if type(max_new_tokens) is not int or max_new_tokens < 0:
-        raise TauGateError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
-    if not greedy and not (isinstance(temperature, (int, float)) and temperature > 0):
-        raise TauGateError(f"temperature must be > 0 when sampling, got {temperature!r}")
-    out = idx
-    for _ in range(max_new_tokens):
-        last = lm_logits(bank.model, out)[:, -1, :]  # (B, vocab)
-        if greedy:
-            step = last.argmax(dim=-1, keepdim=True)  # (B, 1)
-        else:
-            probs = torch.softmax(last / temperature, dim=-1)  # (B, vocab)
-            step = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
-        out = torch.cat([out, step], dim=1)  # (B, T + 1)
-    return out
 
 
 def load_lm_bank(base_path: str | os.PathLike, adapters) -> LMBank:
@@ -306,27 +308,3 @@ def load_lm_bank(base_path: str | os.PathLike, adapters) -> LMBank:
         values.append({n: (gs[n].tau.detach().float().cpu().clone(),
                            gs[n].gamma.detach().float().cpu().clone()) for n in names})  # fmt: skip
     return LMBank(model, tuple(n for n, _ in pairs), want, values, *want_cfg)
-
-
-def generate_text(bank: LMBank, prompt: str, mode: str, max_new_tokens: int = 64,
-                  temperature: float = 1.0, seed: int = 0) -> str:  # fmt: skip
-    """``prompt`` and its continuation by the own byte-level GPT of ``bank`` in ``mode``:
-    ``temperature`` 0 is greedy, else sampled with a generator seeded by ``seed``."""
-    from taugate.lm.gpt import decode, encode
-
-    bank.require_own_gpt("generating text (byte-level)")
-    bank.mode_index(mode)  # an unknown mode: the one-line error, before any work
-    ids = encode(prompt)
-    if ids.numel() == 0:
-        raise TauGateError("the prompt is empty; give at least one character to continue")
-    gen = torch.Generator().manual_seed(seed)
-    greedy = temperature == 0
-    out = bank.generate(
-        ids[None, :],
-        max_new_tokens,
-        mode,
-        temperature=temperature or 1.0,
-        greedy=greedy,
-        generator=gen,
-    )  # ids (T0,) -> (1, T0); out (1, T0 + max_new_tokens)
-    return decode(out[0])

@@ -77,6 +77,15 @@ class BankGate(nn.Module):
         gamma = self.gammas[sel.rows].unsqueeze(1)  # (B, 1, width)
         return tau, gamma, z.shape
 
+    def open_mask(self, z: torch.Tensor) -> torch.Tensor:
+        """Where the hard gate of each row's mode passes a nonzero value (as
+        :meth:`taugate.nn.gate.TauGate.open_mask`); bool, z's shape."""
+        tau, _, shape = self._params(z)
+        zz = z if shape is None else z.reshape(tau.shape[0], -1, self.width)  # (B, T', width)
+        o = self._phi(zz) != 0
+        o = o & (zz > tau) if self.gated else o  # (B, T', width) vs (B, 1, width) or (width,)
+        return o if shape is None else o.reshape(shape)
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         tau, gamma, shape = self._params(z)
         if shape is not None:

@@ -29,6 +29,7 @@ from taugate.bench.timing import TimingConfig, time_interleaved
 from taugate.errors import TauGateError
 from taugate.kernels.ffn import ffn_forward, warmup
 from taugate.lm.apply import gated_blocks
+from taugate.lm.bank_generate import cache_keyword
 from taugate.lm.compile import _swap, compile_lm_, compiled_blocks
 from taugate.lm.families import ffn_blocks
 from taugate.nn.model import harden_
@@ -64,7 +65,7 @@ def decode_step(model: nn.Module, prompt: torch.Tensor):
 
             return step
         out = model(input_ids=prompt, use_cache=True)
-        key = _cache_keyword(model)  # transformers >= 5.2 says "cache", older "past_key_values"
+        key = cache_keyword(model)  # transformers >= 5.2 says "cache", older "past_key_values"
         cache, n = out[key], prompt.shape[1]
         nxt = out.logits[:, -1].argmax(-1, keepdim=True)  # (B, 1)
 
@@ -77,13 +78,6 @@ def decode_step(model: nn.Module, prompt: torch.Tensor):
             return logits
 
     return hf_step
-
-
-def _cache_keyword(model: nn.Module) -> str:
-    import inspect
-
-    params = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
 
 
 def _ffn_inputs(model: nn.Module, step) -> list[np.ndarray]:

@@ -28,14 +28,15 @@ from taugate.nn.model import harden_
 
 def effective_threshold(gate: TauGate) -> np.ndarray:
     """Open iff ``z > thr``: ``max(tau, 0)`` for ReLU (relu(z) = 0 for z <= 0), else ``tau``."""
-    tau = gate.tau.detach().float().cpu().numpy()
-    if not gate.gated:
-        tau = np.full_like(tau, -np.inf)
-    return (
-        np.maximum(tau, 0).astype(np.float32)
-        if gate.activation == "relu"
-        else tau.astype(np.float32)
-    )
+    return thresholds(gate.tau.detach().float().cpu().numpy(), gate.activation, gated=gate.gated)
+
+
+def thresholds(tau: np.ndarray, activation: str, *, gated: bool) -> np.ndarray:
+    """The effective thresholds of tau (any shape, e.g. (M, width) for a bank): ``max(tau, 0)``
+    for ReLU, tau for the others, -inf everywhere for an ungated (gain-only) gate; float32."""
+    if not gated:
+        return np.full(tau.shape, -np.inf, np.float32)
+    return (np.maximum(tau, 0) if activation == "relu" else tau).astype(np.float32)
 
 
 @torch.no_grad()
@@ -54,8 +55,7 @@ def firing_rates(model: nn.Module, blocks: list[FFNBlock], tokens, seq_len: int 
 
     def hook(k):
         def count(gate, inputs, _out):
-            z = inputs[0].detach()
-            open_ = (z > gate.tau) & (gate._phi(z) != 0)  # (..., width)
+            open_ = gate.open_mask(inputs[0].detach())  # (..., width) bool
             fired[k] += open_.reshape(-1, gate.width).sum(0).double().cpu()
             seen[k] += open_.numel() // gate.width
 
@@ -71,22 +71,37 @@ def firing_rates(model: nn.Module, blocks: list[FFNBlock], tokens, seq_len: int 
     return [(f / max(1, s)).numpy() for f, s in zip(fired, seen, strict=True)]
 
 
-def _compiled_block(b: FFNBlock, rate: np.ndarray, min_rate: float, compact: bool) -> CompiledFFN:
-    gate: TauGate = getattr(b.owner, b.act)
+def pack_block(b: FFNBlock, keep: np.ndarray, thr: np.ndarray, activation: str, *,
+               fold: np.ndarray | None = None, gain: np.ndarray | None = None):  # fmt: skip
+    """The kernel layout (:func:`taugate.kernels.ffn.pack_ffn`) of block ``b``'s units ``keep``:
+    thresholds ``thr`` ((width,), or (M, width) for M modes), and either the gains ``fold``
+    (width,) folded into ``down`` (one model: ``down(gamma * h) = (down diag(gamma)) h``, exact)
+    or the (M, width) gains ``gain`` of a bank, applied by the kernel."""
     wz, bz = linear_arrays(b.z_module, f"{b.name}.{b.gate or b.up}")  # (F, d), (F,)
     wd, bd = linear_arrays(getattr(b.owner, b.down), f"{b.name}.{b.down}")  # (d_out, F), (d_out,)
-    gamma = gate.gamma.detach().float().cpu().numpy()  # (F,)
-    wdt = wd.T * gamma[:, None]  # (F, d_out): row j = column j of down, times gamma_j
-    thr = effective_threshold(gate)
-    keep = np.flatnonzero(rate > min_rate) if compact else np.arange(len(rate))
-    if len(keep) == 0:  # nothing fires: keep the most active unit so shapes stay >= 1
-        keep = np.array([int(np.argmax(rate))])
+    wdt = wd.T if fold is None else wd.T * fold[:, None]  # (F, d_out): row j = column j of down
     wu = bu = None
     if b.gate is not None:
         wu, bu = linear_arrays(getattr(b.owner, b.up), f"{b.name}.{b.up}")
         wu, bu = wu[keep], bu[keep]
-    packed = pack_ffn(wz[keep], bz[keep], np.ascontiguousarray(wdt[keep]), bd, thr[keep],
-                      act=get_activation(gate.activation).code, wu=wu, bu=bu)  # fmt: skip
+    return pack_ffn(wz[keep], bz[keep], np.ascontiguousarray(wdt[keep]), bd,
+                    np.ascontiguousarray(thr[..., keep]), act=get_activation(activation).code,
+                    wu=wu, bu=bu,
+                    gain=None if gain is None else np.ascontiguousarray(gain[:, keep]))  # fmt: skip
+
+
+def kept_units(rate: np.ndarray, min_rate: float, compact: bool) -> np.ndarray:
+    """The units to keep: those firing on more than ``min_rate`` of the calibration tokens (all
+    if not ``compact``; the most active one if none fires, so shapes stay >= 1)."""
+    keep = np.flatnonzero(rate > min_rate) if compact else np.arange(len(rate))
+    return keep if len(keep) else np.array([int(np.argmax(rate))])
+
+
+def _compiled_block(b: FFNBlock, rate: np.ndarray, min_rate: float, compact: bool) -> CompiledFFN:
+    gate: TauGate = getattr(b.owner, b.act)
+    gamma = gate.gamma.detach().float().cpu().numpy()  # (F,)
+    keep = kept_units(rate, min_rate, compact)
+    packed = pack_block(b, keep, effective_threshold(gate), gate.activation, fold=gamma)
     return CompiledFFN(packed, gate.activation, name=b.name, original_width=b.width)
 
 

@@ -13,26 +13,31 @@ import numpy as np
 import torch
 from torch import nn
 
+from taugate.errors import TauGateError
 from taugate.kernels.ffn import FFNPacked, ffn_forward, ffn_macs
 from taugate.nn.activations import torch_activation
 
 
 class CompiledFFN(nn.Module):
-    """A compiled FFN block: ``forward(x)`` for x (..., d_model) -> (..., d_out)."""
+    """A compiled FFN block: ``forward(x)`` for x (..., d_model) -> (..., d_out).
 
-    def __init__(
-        self, packed: FFNPacked, activation: str, *, name: str = "", original_width: int = 0
-    ):
+    A block of a mode bank (``packed.n_modes`` > 1, gains unfolded) takes each call's modes from
+    ``selection`` (:class:`taugate.lm.bank_gate.Selection`, shared by every block of the bank):
+    one mode index for every token, or one per batch row (x batch-major: (B, T, d) or OPT's
+    (B * T, d))."""
+
+    def __init__(self, packed: FFNPacked, activation: str, *, name: str = "",
+                 original_width: int = 0, selection=None):  # fmt: skip
         super().__init__()
         self.packed, self.activation, self.name = packed, activation, name
         self.original_width = int(original_width or packed.n_units)
         self._phi = torch_activation(activation)
+        if packed.n_modes > 1 and selection is None:
+            raise TauGateError(f"{name}: a block of {packed.n_modes} modes needs a selection")
+        self.selection = selection
         # torch views of the same memory (no copies): the fallback's weights
-        t = {
-            k: torch.from_numpy(packed.view(k))
-            for k in ("wz", "bz", "wu", "bu", "wdt", "bd", "thr")
-        }
-        self._t = t
+        keys = ("wz", "bz", "wu", "bu", "wdt", "bd", "thr", "gain")
+        self._t = {k: torch.from_numpy(packed.view(k)) for k in keys}
         self.last_counts: np.ndarray | None = None  # open units per token of the last kernel call
         self.kernel_calls = 0  # calls served by the Numba kernel (the others ran torch math)
         self.use_kernel = True  # False: torch math always (a reference for the kernel)
@@ -43,13 +48,31 @@ class CompiledFFN(nn.Module):
 
     def extra_repr(self) -> str:
         kind = "glu" if self.packed.glu else "plain"
+        modes = f", modes {self.packed.n_modes}" if self.selection is not None else ""
         return (
-            f"{self.name}: {kind}, phi={self.activation}, units {self.width}/{self.original_width}"
+            f"{self.name}: {kind}, phi={self.activation}, units {self.width}/"
+            f"{self.original_width}{modes}"
         )
 
     def _use_kernel(self, x: torch.Tensor) -> bool:
         return (self.use_kernel and x.dtype == torch.float32 and x.device.type == "cpu"
                 and not (torch.is_grad_enabled() and x.requires_grad))  # fmt: skip
+
+    def token_modes(self, n: int):
+        """The modes of the n tokens of this call: 0 (one model), the selected index, or (n,)
+        int64, row b's mode repeated over its n / B tokens."""
+        sel = self.selection
+        if sel is None:
+            return 0
+        if sel.rows is None:
+            return sel.index
+        B = sel.rows.numel()
+        if n % B:
+            raise TauGateError(
+                f"{self.name}: mixed-mode batch of {B} rows, but the block sees {n} tokens "
+                f"(not B sequences of equal length)"
+            )
+        return np.repeat(sel.rows.cpu().numpy(), n // B)  # (B,) -> (n,): batch-major tokens
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
@@ -59,7 +82,9 @@ class CompiledFFN(nn.Module):
             if not x2.is_contiguous():
                 x2 = x2.contiguous()
             out = torch.empty((x2.shape[0], d_out), dtype=torch.float32)  # (N, d_out)
-            _, counts = ffn_forward(self.packed, x2.numpy(), out=out.numpy(), check_finite=False)
+            modes = self.token_modes(x2.shape[0])
+            _, counts = ffn_forward(self.packed, x2.numpy(), modes=modes, out=out.numpy(),
+                                    check_finite=False)  # fmt: skip
             self.last_counts, self.kernel_calls = counts, self.kernel_calls + 1
             return out.reshape(*shape[:-1], d_out)
         return self.torch_forward(x)
@@ -67,11 +92,18 @@ class CompiledFFN(nn.Module):
     def torch_forward(self, x: torch.Tensor) -> torch.Tensor:
         """The same function in torch, in x's dtype and on its device."""
         t = {k: v.to(device=x.device, dtype=x.dtype) for k, v in self._t.items()}
-        z = x @ t["wz"].T + t["bz"]  # (..., F)
-        h = self._phi(z) * (z > t["thr"])  # (..., F) * (..., F) bool
+        x2 = x.reshape(-1, x.shape[-1])  # (N, d_model)
+        m = self.token_modes(x2.shape[0])
+        m = m if isinstance(m, int) else torch.from_numpy(m).to(x.device)  # int or (N,)
+        thr = t["thr"][m]  # (F,) or (N, F)
+        z = x2 @ t["wz"].T + t["bz"]  # (N, F)
+        h = self._phi(z) * (z > thr)  # (N, F) * (N, F) bool
         if self.packed.glu:
-            h = h * (x @ t["wu"].T + t["bu"])  # (..., F)
-        return h @ t["wdt"] + t["bd"]  # (..., F) @ (F, d_out) -> (..., d_out)
+            h = h * (x2 @ t["wu"].T + t["bu"])  # (N, F)
+        if t["gain"].shape[0]:
+            h = h * t["gain"][m]  # (N, F) * (F,) or (N, F): a bank's gains, unfolded
+        y = h @ t["wdt"] + t["bd"]  # (N, F) @ (F, d_out) -> (N, d_out)
+        return y.reshape(*x.shape[:-1], y.shape[-1])  # (..., d_out)
 
     def macs(self) -> tuple[int, float]:
         """(dense multiply-adds per token of the ORIGINAL block, multiply-adds per token the kernel

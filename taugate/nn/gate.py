@@ -104,6 +104,12 @@ class TauGate(nn.Module):
             return _SmoothGate.apply(z, self.tau, self.sharpness, self.tau_grad_window)
         return torch.sigmoid(self.sharpness * (z - self.tau))  # (B, width)
 
+    def open_mask(self, z: torch.Tensor) -> torch.Tensor:
+        """Where the hard gate passes a nonzero value (a compiled unit "fires"): ``phi(z) != 0``
+        and, if gated, ``z > tau``; bool, z's shape."""
+        o = self._phi(z) != 0  # (..., width)
+        return o & (z > self.tau) if self.gated else o  # (..., width) vs (width,) broadcast
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         self.last_z = z
         out = self._phi(z) * self.gamma  # (..., width) * (width,)
