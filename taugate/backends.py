@@ -204,6 +204,10 @@ for _b in (
     Backend("rowskip", "taugate.runtime.paths:rowskip", 80,
             "Numba kernels that read only the weight rows of nonzero inputs and open gates",
             runtime=True, default=True),
+    Backend("rowskip-batched", "taugate.runtime.paths:rowskip_batched", 85,
+            "row-skip layer by layer over the whole batch in column blocks that stay in cache: "
+            "each weight row read from memory once per batch, not once per sample",
+            runtime=True),
     Backend("scipy-sparse", "taugate.bench.scipy_path:csr", 90,
             "layer 0 with BLAS, then the gated activations as a scipy.sparse CSR matrix times "
             "each next layer", requires=("scipy",)),

@@ -35,7 +35,7 @@ except ImportError:  # tests/ imported as a package
 clean_registry, model, x = shared.clean_registry, shared.model, shared.x
 
 BUILT_IN = ("torch", "torch-compile", "torch-soft", "torch-hard", "onnxruntime", "dense",
-            "compact", "rowskip", "scipy-sparse")  # fmt: skip
+            "compact", "rowskip", "rowskip-batched", "scipy-sparse")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- 1. registry rules
@@ -119,9 +119,9 @@ def test_names_rank_and_the_built_in_order():
     assert [registry.get(n).order for n in BUILT_IN] == sorted(
         registry.get(n).order for n in BUILT_IN
     )
-    assert registry.names(runtime=True) == ("dense", "compact", "rowskip")
-    assert registry.names(runtime=False) == tuple(n for n in BUILT_IN if n not in
-                                                  ("dense", "compact", "rowskip"))  # fmt: skip
+    runtime_names = ("dense", "compact", "rowskip", "rowskip-batched")
+    assert registry.names(runtime=True) == runtime_names
+    assert registry.names(runtime=False) == tuple(n for n in BUILT_IN if n not in runtime_names)
     assert registry.names(needs_module=True) == ("torch-soft", "torch-hard")
     assert registry.names(runtime=True, needs_module=True) == ()
     assert sorted(["zz", "rowskip", "aa", "torch", "scipy-sparse"], key=registry.rank) == [
@@ -166,7 +166,8 @@ def test_predict_refuses_a_non_runtime_backend(model, x, name):
     msg = str(e.value)
     assert "\n" not in msg
     assert f"backend {name!r} is not a runtime backend" in msg
-    assert "predict takes dense, compact, rowskip, auto" in msg and "taugate bench" in msg
+    assert "predict takes dense, compact, rowskip, rowskip-batched, auto" in msg
+    assert "taugate bench" in msg
 
 
 def test_predict_refuses_an_unknown_backend(model, x):

@@ -142,9 +142,15 @@ def test_a_registered_runtime_backend_runs_in_predict(toys, model, x, capsys):
     assert stats["backend"] == TOY_RT and stats["batch"] == 10
     assert stats["active_counts"] == model.last_stats["active_counts"]  # compact's, same inputs
     assert stats["work_cap"] == pytest.approx(model.last_stats["work_cap"])
-    assert registry.names(runtime=True) == ("dense", "compact", TOY_RT, "rowskip")
+    assert registry.names(runtime=True) == (
+        "dense",
+        "compact",
+        TOY_RT,
+        "rowskip",
+        "rowskip-batched",
+    )
     text = _help("predict", capsys)
-    assert f"dense | compact | {TOY_RT} | rowskip | auto" in text
+    assert f"dense | compact | {TOY_RT} | rowskip | rowskip-batched | auto" in text
     assert f"{TOY_RT}: {TOY_RT_HELP}" in text
     assert f"{TOY}:" not in text  # not a runtime backend: predict does not take it
 

@@ -204,7 +204,8 @@ CACHE_SCRIPT = textwrap.dedent(
     rowskip.run(p, x[:1], False, True, 1)
     rowskip.run(p, x[:1], True, True, 2)
     rowskip.run(p, x, False, True, 2)
-    kernels = (rowskip._one, rowskip._one_par, rowskip._batch)
+    rowskip.run(p, x, False, True, 2, blocked=True)
+    kernels = (rowskip._one, rowskip._one_par, rowskip._batch, rowskip._batch_blocked)
     print(json.dumps({"hits": [sum(k.stats.cache_hits.values()) for k in kernels]}))
     """
 )
@@ -221,11 +222,11 @@ def test_second_process_loads_kernels_from_the_disk_cache(tmp_path):
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout.strip().splitlines()[-1])
 
-    assert run()["hits"] == [0, 0, 0]  # fresh cache dir: compiled, then written
+    assert run()["hits"] == [0, 0, 0, 0]  # fresh cache dir: compiled, then written
     index = [f for _, _, files in os.walk(tmp_path / "numba") for f in files if f.endswith(".nbi")]
-    for name in ("_njit.one-", "_njit.one_par-", "_njit.batch-"):
+    for name in ("_njit.one-", "_njit.one_par-", "_njit.batch-", "_njit.batch_blocked-"):
         assert any(name in f for f in index), (name, index)
-    assert run()["hits"] == [1, 1, 1]  # second process: every path loaded from disk
+    assert run()["hits"] == [1, 1, 1, 1]  # second process: every path loaded from disk
 
 
 @pytest.mark.parametrize("threads", THREADS)

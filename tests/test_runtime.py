@@ -266,8 +266,30 @@ def test_auto_backend_picks_rowskip_for_small_batches_and_compact_for_large_ones
             m.predict(x[:rows], backend="auto"), m.predict(x[:rows], backend="rowskip")
         )
         assert m.last_stats["backend"] == "rowskip"
-    m.predict(x, backend="auto")
+    m.predict(x, backend="auto")  # the share measured last (30 %) is above the sparse limit
     assert m.last_stats["backend"] == "compact"
+
+
+def test_auto_backend_follows_the_measured_active_share_and_the_layer_size(monkeypatch):
+    from taugate.runtime import model as rm
+    from taugate.runtime import random_model
+
+    big = rm.AUTO_ROWSKIP_MAX_BATCH + 1
+    x = np.random.default_rng(0).normal(size=(big, 20)).astype(np.float32)
+    sparse = random_model([20, 64, 64, 4], 0.1, seed=3)
+    assert sparse.auto_backend(big) == "compact"  # nothing measured yet: the safe BLAS path
+    out = sparse.predict(x, backend="auto")
+    np.testing.assert_allclose(out, sparse.predict(x, backend="rowskip"), rtol=1e-5, atol=1e-5)
+    assert 0 < np.mean(sparse.last_stats["active_share"]) <= rm.AUTO_SPARSE_MAX_ACTIVE
+    sparse.predict(x, backend="auto")  # now measured: sparse, small layers -> per-sample
+    assert sparse.last_stats["backend"] == "rowskip"
+    monkeypatch.setattr(rm, "AUTO_BLOCKED_MIN_BYTES", 4 * 64 * 64 - 1)  # "bigger than L3"
+    sparse.predict(x, backend="auto")
+    assert sparse.last_stats["backend"] == "rowskip-batched"
+    assert sparse.auto_backend(rm.AUTO_ROWSKIP_MAX_BATCH) == "rowskip"
+    dense = random_model([20, 64, 64, 4], 0.5, seed=3)
+    dense.predict(x, backend="rowskip")
+    assert dense.auto_backend(big) == "compact"  # measured 50 % active
 
 
 def test_bad_api_arguments_are_clear_errors(model, x):

@@ -261,3 +261,51 @@ def batch(p, meta, x, z0, out, stats, bad, check, nth):
             n = gate(p, meta[0, T_OFF], 0, meta[0, N_OUT], z0[b], idx, vals)
             stats[b, 1] = n
             layers_from(p, meta, 1, z, n, idx, vals, out[b], stats[b])
+
+
+@njit(parallel=True)
+def batch_blocked(p, meta, x, z0, out, stats, bad, check, block_bytes):
+    """Batched path, layer by layer over the whole batch, columns in blocks (``rowskip-batched``).
+
+    Per sample the work is the per-sample path's: each layer adds the rows of its sample's open
+    units. But a layer's output columns are split into blocks of ``block_bytes`` of every row, and
+    all samples go through one block before the next starts: a block's row slices (at most
+    ``block_bytes`` in all, sized to stay in the L3 cache) are read from memory once per batch and
+    from the cache by every other sample, where the per-sample path reads a wide layer's active rows
+    from memory once per sample. Threads take whole column blocks (each writes its own columns
+    of every sample's sums), then whole samples for the gate. ``z0`` as in :func:`batch`.
+    """
+    B, L = x.shape[0], meta.shape[0]
+    given = z0.shape[0] == B
+    w = width(meta)
+    z = np.empty((B, w), np.float32)  # (B, widest padded layer): every sample's sums
+    idx, vals = np.empty((B, w), np.int32), np.empty((B, w), np.float32)  # (B, w) open units
+    n = np.zeros(B, np.int64)  # (B,) open units (layer 0: nonzero features) per sample
+    for b in prange(B):
+        if given:
+            nz, ok = count_inputs(x[b])
+        else:
+            nz, ok = collect_inputs(x[b], idx[b], vals[b])
+        stats[b, 0] = nz
+        bad[b] = check and not ok
+        n[b] = 0 if bad[b] else nz
+        if given and not bad[b] and L > 1:
+            n[b] = gate(p, meta[0, T_OFF], 0, meta[0, N_OUT], z0[b], idx[b], vals[b])
+            stats[b, 1] = n[b]
+    for i in range(1 if given else 0, L):
+        s, k_in = meta[i, STRIDE], meta[i, N_IN]
+        cw = max(16, min(s, block_bytes // (4 * k_in) // 16 * 16))  # columns per block
+        nblk = (s + cw - 1) // cw
+        for c in prange(nblk):
+            c0, c1 = c * cw, min(s, (c + 1) * cw)
+            for b in range(B):
+                zb = z[b]
+                load_bias(p, meta[i, B_OFF], zb, c0, c1)
+                axpy(p, meta[i, W_OFF], s, idx[b], vals[b], n[b], zb, c0, c1)
+        if i < L - 1:
+            for b in prange(B):
+                n[b] = 0 if bad[b] else gate(p, meta[i, T_OFF], 0, meta[i, N_OUT], z[b], idx[b],
+                                             vals[b])  # fmt: skip
+                stats[b, i + 1] = n[b]
+    for b in range(B):
+        out[b, :] = z[b, : out.shape[1]]

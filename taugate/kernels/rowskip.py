@@ -7,7 +7,7 @@ for later layers the units whose gate is open, ``z_j > max(tau_j, 0)`` (exactly 
 ``relu(z) * 1[z > tau] != 0``), kept as an ``(index, value)`` list when the gate decision is made.
 A shut unit's row is never read. The last layer's sums are the logits.
 
-Three paths, all computing the same function:
+Four paths, all computing the same function:
 
 - batch 1, serial (:func:`._njit.one`): no threading overhead; the default for one input;
 - batch 1, threaded (:func:`._njit.one_par`, ``parallel=True``): one parallel region per call. Thread
@@ -18,6 +18,12 @@ Three paths, all computing the same function:
   scratch buffers. On one thread, layer 0 of all samples is one BLAS matmul first; on several, each
   sample runs the whole row-skipping pass inside Numba, so that BLAS's and Numba's thread pools
   never take turns on the same cores (an idle BLAS worker spins for a while after each call).
+- batched and blocked (:func:`._njit.batch_blocked`, ``run(..., blocked=True)``, the
+  ``rowskip-batched`` backend): layer by layer over the whole batch, the output columns in blocks
+  whose row slices (:data:`BLOCK_BYTES` in all) stay in the L3 cache while every sample adds its
+  open units' slices, so a wide layer's weights are read from memory once per batch instead of
+  once per sample. Layer 0 is one BLAS matmul on one thread when more than :data:`DENSE_INPUT` of
+  the input features are nonzero; otherwise it skips zero features like the other paths.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import numpy as np
 
 from taugate.errors import TauGateError
 from taugate.kernels._njit import batch as _batch
+from taugate.kernels._njit import batch_blocked as _batch_blocked
 from taugate.kernels._njit import one as _one
 from taugate.kernels._njit import one_par as _one_par
 from taugate.kernels.layout import Packed, check_rows, pack
@@ -42,12 +49,22 @@ PARALLEL_MIN_MACS = 1 << 23
 # in the threaded path, a layer after the first two is split across threads only above this much
 # work (active rows x row length); passed to the kernel at call time (Numba would freeze a global)
 LAYER_MIN_MACS = 1 << 18
+# the blocked batched path: bytes of every weight row's slices per column block (they stay in the
+# L3 cache while the batch goes through the block), and the share of nonzero input features above
+# which layer 0 is one BLAS matmul on one thread (below it, zero features are skipped)
+BLOCK_BYTES = 8 << 20
+DENSE_INPUT = 0.5
 
 
-def run(packed: Packed, x: np.ndarray, parallel: bool, check_finite: bool, nth: int):
+def run(packed: Packed, x: np.ndarray, parallel: bool, check_finite: bool, nth: int, *,
+        blocked: bool = False):  # fmt: skip
     """:func:`forward` without its input checks (x must be C-contiguous float32 (B, n_in), B >= 1;
-    ``nth`` Numba threads). For callers that validated x already, like ``CompiledModel.predict``."""
+    ``nth`` Numba threads). For callers that validated x already, like ``CompiledModel.predict``.
+    ``blocked``: the batched path layer by layer over column blocks (:func:`._njit.batch_blocked`),
+    for any batch size."""
     B = x.shape[0]
+    if blocked:
+        return _run_blocked(packed, x, check_finite, nth)
     out = np.empty((B, packed.sizes[-1]), np.float32)  # (B, n_out)
     stats = np.zeros((B, len(packed.sizes) - 1), np.int64)  # (B, L)
     if B == 1:
@@ -70,6 +87,22 @@ def run(packed: Packed, x: np.ndarray, parallel: bool, check_finite: bool, nth: 
             z0 += packed.bias(0)
     bad = np.zeros(B, np.int8)
     _batch(packed.params, packed.meta, x, z0, out, stats, bad, check_finite, nth)
+    if check_finite and bad.any():
+        raise TauGateError(f"input contains NaN or inf at row {int(np.flatnonzero(bad)[0])}")
+    return out, stats
+
+
+def _run_blocked(packed: Packed, x: np.ndarray, check_finite: bool, nth: int):
+    B = x.shape[0]
+    out = np.empty((B, packed.sizes[-1]), np.float32)  # (B, n_out)
+    stats = np.zeros((B, len(packed.sizes) - 1), np.int64)  # (B, L)
+    z0 = np.empty((0, packed.sizes[1]), np.float32)  # (0, out_0): layer 0 in the kernel
+    if nth == 1 and len(packed.sizes) > 2 and np.count_nonzero(x) > DENSE_INPUT * x.size:
+        with np.errstate(all="ignore"):  # non-finite rows are reported below
+            z0 = x @ packed.weight(0).T  # (B, out_0): dense inputs, one BLAS matmul
+            z0 += packed.bias(0)
+    bad = np.zeros(B, np.int8)
+    _batch_blocked(packed.params, packed.meta, x, z0, out, stats, bad, check_finite, BLOCK_BYTES)
     if check_finite and bad.any():
         raise TauGateError(f"input contains NaN or inf at row {int(np.flatnonzero(bad)[0])}")
     return out, stats

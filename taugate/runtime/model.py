@@ -15,9 +15,19 @@ from taugate.kernels.threads import MAX_THREADS, check_threads
 from taugate.runtime.stats import gate_stats
 from taugate.spec import ModelSpec
 
-# backend="auto": row-skip up to this batch size, compact above: in the README's sweeps row-skip
-# beat compact in every cell up to batch 8 (1 and 2 threads, widths 128-2048), not at batch 256
+# backend="auto" (the measurements behind it: README, "Batched row-skip"):
+# - up to this batch size, per-sample row-skip: in the README's sweeps it beat compact in every
+#   cell up to batch 8 (1 and 2 threads, widths 128-2048);
 AUTO_ROWSKIP_MAX_BATCH = 8
+# - above it, row-skip while the previous call measured at most this mean active share of the
+#   hidden units (at batch 64 and 256 skipping beat compact and onnxruntime at 10 % active at
+#   widths 1024-4096 and lost to onnxruntime at 30 % from width 2048), else compact (also for
+#   the first call, whose counts then give the share);
+AUTO_SPARSE_MAX_ACTIVE = 0.2
+# - and then the blocked batched path when a layer's weights exceed this many bytes (more than
+#   the L3 cache holds: at width 4096 it was 1.3-1.5x faster than per-sample row-skip; up to 2048,
+#   16 MiB, within 8 % of it either way), else per-sample row-skip.
+AUTO_BLOCKED_MIN_BYTES = 32 << 20
 
 
 class CompiledModel:
@@ -114,8 +124,9 @@ class CompiledModel:
         ``x``: (B, n_in) array-like; a 1-D (n_in,) vector is a batch of one (input rules:
         :func:`taugate.inputs.as_batch`). ``check_finite`` (default): NaN or inf in a row raises
         :class:`TauGateError`; without it such rows give unspecified results. ``backend``: a
-        runtime backend of :mod:`taugate.backends` (dense, compact, rowskip) or ``"auto"``
-        (row-skip up to :data:`AUTO_ROWSKIP_MAX_BATCH` inputs, compact above). ``threads``: Numba
+        runtime backend of :mod:`taugate.backends` (dense, compact, rowskip, rowskip-batched) or
+        ``"auto"`` (:meth:`auto_backend`: row-skip up to :data:`AUTO_ROWSKIP_MAX_BATCH` inputs;
+        above, compact unless the previous call measured a sparse enough network). ``threads``: Numba
         threads for this call (1 to ``NUMBA_NUM_THREADS``; restored afterwards); numpy backends
         use BLAS's own threads. A batch-1 row-skip call splits the layers across threads only when
         ``threads`` > 1 is passed and the model needs more than
@@ -126,7 +137,7 @@ class CompiledModel:
         if type(backend) is not str:
             raise TauGateError(f"backend must be a string, got {type(backend).__name__}")
         if backend == "auto":  # where each won in the measurements: see AUTO_ROWSKIP_MAX_BATCH
-            backend = "rowskip" if x.shape[0] <= AUTO_ROWSKIP_MAX_BATCH else "compact"
+            backend = self.auto_backend(x.shape[0])
         if threads is not None and not (type(threads) is int and 1 <= threads <= MAX_THREADS):
             check_threads(threads)  # the one-line error
         kernel = self._kernels.get(backend) or self.kernel(backend)
@@ -135,6 +146,20 @@ class CompiledModel:
         )  # a kernel sets Numba's threads if it uses them
         self._last = (backend, counts)
         return out
+
+    def auto_backend(self, batch: int) -> str:
+        """The backend ``backend="auto"`` runs a batch of ``batch`` inputs on (the rule at
+        :data:`AUTO_ROWSKIP_MAX_BATCH`): the active share is the one the previous call measured."""
+        if batch <= AUTO_ROWSKIP_MAX_BATCH:
+            return "rowskip"
+        if self._last is None or len(self.spec.layers) < 2:
+            return "compact"
+        active = self._last[1][:, 1:]  # (B', L - 1) active units per hidden layer, last call
+        share = float(active.sum(axis=1).mean()) / max(1, sum(self.spec.original_sizes[1:-1]))
+        if share > AUTO_SPARSE_MAX_ACTIVE:
+            return "compact"
+        biggest = max(4 * w.size for w in self.spec.weights)
+        return "rowskip-batched" if biggest > AUTO_BLOCKED_MIN_BYTES else "rowskip"
 
     @property
     def last_stats(self) -> dict | None:

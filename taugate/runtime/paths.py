@@ -1,4 +1,4 @@
-"""The runtime backends' kernels (``dense``, ``compact``, ``rowskip``), built by the factories that
+"""The runtime backends' kernels (``dense``, ``compact``, ``rowskip``, ``rowskip-batched``), built by the factories that
 :mod:`taugate.backends` names. Each kernel takes a checked float32 (B, n_in) batch and returns
 ``(logits, counts)``; see ``ModelSpec.forward`` for the counts."""
 
@@ -43,22 +43,24 @@ def compact(model) -> NumpyKernel:
 class RowSkipKernel:
     """The Numba row-skipping kernels of :mod:`taugate.kernels.rowskip` on the packed weights."""
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: ModelSpec, *, blocked: bool = False) -> None:
         self.packed = rs.pack(list(spec.weights), list(spec.biases), list(spec.taus))
+        self.blocked = blocked  # every batch through the blocked batched path (rowskip-batched)
 
     def threaded_batch_one(self, threads: int | None) -> bool:
         """Split a single input across threads: only when asked for and the model is big."""
         return threads is not None and threads > 1 and self.packed.macs >= rs.PARALLEL_MIN_MACS
 
     def __call__(self, x: np.ndarray, check_finite: bool, threads: int | None = None):
-        parallel = self.threaded_batch_one(threads)
-        if x.shape[0] == 1 and not parallel:  # the hot path: serial batch 1, no thread pool
+        blocked = self.blocked
+        parallel = not blocked and self.threaded_batch_one(threads)
+        if x.shape[0] == 1 and not parallel and not blocked:  # the hot path: serial batch 1
             return rs.run(self.packed, x, False, check_finite, 1)
         previous = numba.get_num_threads()
         if threads is None or threads == previous:  # (no context manager: this is a hot path)
-            return rs.run(self.packed, x, parallel, check_finite, previous)
+            return rs.run(self.packed, x, parallel, check_finite, previous, blocked=blocked)
         with numba_threads(threads):  # the batched and threaded kernels run on Numba's pool
-            return rs.run(self.packed, x, parallel, check_finite, threads)
+            return rs.run(self.packed, x, parallel, check_finite, threads, blocked=blocked)
 
     def warmup(self) -> None:
         """Compile (or load from Numba's disk cache) the serial, threaded and batched paths."""
@@ -66,7 +68,13 @@ class RowSkipKernel:
         rs.run(self.packed, x[:1], False, True, 1)
         rs.run(self.packed, x[:1], True, True, 2)  # nth=2 compiles the threaded path
         rs.run(self.packed, x, False, True, numba.get_num_threads())
+        rs.run(self.packed, x, False, True, numba.get_num_threads(), blocked=True)
 
 
 def rowskip(model) -> RowSkipKernel:
     return RowSkipKernel(model.spec)
+
+
+def rowskip_batched(model) -> RowSkipKernel:
+    """The blocked batched path for every batch size (:func:`taugate.kernels._njit.batch_blocked`)."""
+    return RowSkipKernel(model.spec, blocked=True)
