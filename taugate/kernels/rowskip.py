@@ -63,11 +63,9 @@ def run(packed: Packed, x: np.ndarray, parallel: bool, check_finite: bool, nth: 
     ``blocked``: the batched path layer by layer over column blocks (:func:`._njit.batch_blocked`),
     for any batch size."""
     B = x.shape[0]
-    if blocked:
-        return _run_blocked(packed, x, check_finite, nth)
     out = np.empty((B, packed.sizes[-1]), np.float32)  # (B, n_out)
     stats = np.zeros((B, len(packed.sizes) - 1), np.int64)  # (B, L)
-    if B == 1:
+    if B == 1 and not blocked:
         if parallel and nth > 1:
             bad = _one_par(
                 packed.params, packed.meta, x, out, stats, check_finite, nth, LAYER_MIN_MACS
@@ -77,32 +75,22 @@ def run(packed: Packed, x: np.ndarray, parallel: bool, check_finite: bool, nth: 
         if bad:
             raise TauGateError("input contains NaN or inf at row 0")
         return out, stats
-    if nth > 1:
-        # Numba's threads do everything: a BLAS call first would leave BLAS's worker spinning on
-        # the core that Numba's worker needs next (measured: 8 ms instead of 0.14 ms at batch 8)
-        z0 = np.empty((0, packed.sizes[1]), np.float32)  # (0, out_0): layer 0 in the kernel
-    else:
+    # several threads: Numba's threads do everything, since a BLAS call first would leave BLAS's
+    # worker spinning on the core that Numba's worker needs next (measured: 8 ms instead of
+    # 0.14 ms at batch 8); the blocked path also skips zero features of sparse inputs
+    blas = nth == 1 and not (blocked and (len(packed.sizes) < 3
+                                          or np.count_nonzero(x) <= DENSE_INPUT * x.size))  # fmt: skip
+    z0 = np.empty((0, packed.sizes[1]), np.float32)  # (0, out_0): layer 0 in the kernel
+    if blas:
         with np.errstate(all="ignore"):  # non-finite rows are reported below
             z0 = x @ packed.weight(0).T  # (B, out_0)
             z0 += packed.bias(0)
     bad = np.zeros(B, np.int8)
-    _batch(packed.params, packed.meta, x, z0, out, stats, bad, check_finite, nth)
-    if check_finite and bad.any():
-        raise TauGateError(f"input contains NaN or inf at row {int(np.flatnonzero(bad)[0])}")
-    return out, stats
-
-
-def _run_blocked(packed: Packed, x: np.ndarray, check_finite: bool, nth: int):
-    B = x.shape[0]
-    out = np.empty((B, packed.sizes[-1]), np.float32)  # (B, n_out)
-    stats = np.zeros((B, len(packed.sizes) - 1), np.int64)  # (B, L)
-    z0 = np.empty((0, packed.sizes[1]), np.float32)  # (0, out_0): layer 0 in the kernel
-    if nth == 1 and len(packed.sizes) > 2 and np.count_nonzero(x) > DENSE_INPUT * x.size:
-        with np.errstate(all="ignore"):  # non-finite rows are reported below
-            z0 = x @ packed.weight(0).T  # (B, out_0): dense inputs, one BLAS matmul
-            z0 += packed.bias(0)
-    bad = np.zeros(B, np.int8)
-    _batch_blocked(packed.params, packed.meta, x, z0, out, stats, bad, check_finite, BLOCK_BYTES)
+    if blocked:
+        _batch_blocked(packed.params, packed.meta, x, z0, out, stats, bad, check_finite,
+                       BLOCK_BYTES)  # fmt: skip
+    else:
+        _batch(packed.params, packed.meta, x, z0, out, stats, bad, check_finite, nth)
     if check_finite and bad.any():
         raise TauGateError(f"input contains NaN or inf at row {int(np.flatnonzero(bad)[0])}")
     return out, stats
