@@ -208,6 +208,9 @@ for _b in (
             "row-skip layer by layer over the whole batch in column blocks that stay in cache: "
             "each weight row read from memory once per batch, not once per sample",
             runtime=True),
+    Backend("plain-numba", "taugate.bench.plain_path:plain", 88,
+            "the straightforward Numba kernel: layer 0 by numpy BLAS, then the open units' "
+            "transposed rows added one at a time, sample by sample (a peer for rowskip)"),
     Backend("scipy-sparse", "taugate.bench.scipy_path:csr", 90,
             "layer 0 with BLAS, then the gated activations as a scipy.sparse CSR matrix times "
             "each next layer", requires=("scipy",)),

@@ -35,7 +35,7 @@ except ImportError:  # tests/ imported as a package
 clean_registry, model, x = shared.clean_registry, shared.model, shared.x
 
 BUILT_IN = ("torch", "torch-compile", "torch-soft", "torch-hard", "onnxruntime", "dense",
-            "compact", "rowskip", "rowskip-batched", "scipy-sparse")  # fmt: skip
+            "compact", "rowskip", "rowskip-batched", "plain-numba", "scipy-sparse")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- 1. registry rules
