@@ -63,7 +63,7 @@ def cases(draw):
     size = st.one_of(st.integers(1, 16), st.integers(1, 300))
     d_in, d_out = draw(size), draw(size)
     F = draw(st.one_of(size, size, st.integers(1000, 3000)))
-    N = draw(st.one_of(st.just(1), st.integers(2, 40)))
+    N = draw(st.one_of(st.just(1), st.integers(2, 40), st.integers(65, 140)))  # > 64: 2+ chunks
     N = max(1, min(N, 20_000 // F))  # keeps the slow reference bounded
     act, glu, mode = (
         draw(st.sampled_from(sorted(ACTS))),

@@ -33,7 +33,7 @@ from taugate.kernels._cache import CACHE_ENABLED
 # relative, like any BLAS); no nnan/ninf, so +-inf thresholds and NaN checks keep their meaning
 FASTMATH = {"reassoc", "contract", "nsz"}
 ALIGN = 16  # floats per 64-byte cache line; rows are padded to a multiple of it
-TOKENS = 16  # tokens per chunk of the batched kernel at most (their x and y stay in L2)
+TOKENS = 64  # tokens per chunk at most: a batch of 64 reads each block's rows once (README)
 BLOCK_BYTES = 4 << 20  # bytes of one weight's rows per block of the batched kernel (see batch)
 RELU, GELU, GELU_TANH, SILU = range(4)  # activation codes (taugate.activations)
 

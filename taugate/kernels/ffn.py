@@ -18,7 +18,7 @@ Paths (all in :mod:`taugate.kernels._njit_ffn`, all computing the same function)
   sequential stream, which the hardware prefetcher serves at close to full bandwidth), a
   branch-free gate that lists the open units, then their ``up`` dot products (glu) and the axpy
   of their WdT rows into y, eight scattered rows per pass;
-- batched (``batch``): ``prange`` over chunks of at most 16 tokens (a multiple of the thread
+- batched (``batch``): ``prange`` over chunks of at most 64 tokens (a multiple of the thread
   count), each with its own scratch; a chunk walks the units in blocks (:func:`block_units`,
   4 MiB of each weight's rows): the z of all its tokens for the block (four Wz rows by four
   tokens per pass, faster here than one BLAS call first, and BLAS's and Numba's thread pools then
