@@ -33,6 +33,7 @@ try:
         write_taus,
     )
     from reference import reference_bank_forward, separate_bank_ties
+    from test_kernels import assert_close
 except ImportError:  # tests/ imported as a package
     from tests.bank_helpers import (
         GAMMA_KINDS,
@@ -44,14 +45,10 @@ except ImportError:  # tests/ imported as a package
         write_taus,
     )
     from tests.reference import reference_bank_forward, separate_bank_ties
+    from tests.test_kernels import assert_close
 
 ROOT = Path(__file__).resolve().parent.parent
 THREADS = [t for t in (1, 2) if t <= numba.config.NUMBA_NUM_THREADS]
-
-
-def assert_close(got, ref):
-    scale = max(1.0, float(np.abs(ref).max()))
-    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4 * scale)
 
 
 @st.composite

@@ -19,6 +19,7 @@ from taugate.bank.spec import row_indices
 from taugate.errors import TauGateError
 from taugate.inputs import as_batch
 from taugate.kernels import bank as kernels
+from taugate.kernels.layout import report_bad_rows
 from taugate.kernels.threads import MAX_THREADS, check_threads, numba_threads
 from taugate.runtime.model import AUTO_ROWSKIP_MAX_BATCH
 from taugate.runtime.stats import gate_stats
@@ -106,9 +107,8 @@ class BankModel:
         return out
 
     def _numpy(self, x: np.ndarray, rows, check_finite: bool):
-        ok = np.isfinite(x).all(axis=1)  # (B,)
-        if check_finite and not ok.all():
-            raise TauGateError(f"input contains NaN or inf at row {int(np.flatnonzero(~ok)[0])}")
+        if check_finite:
+            report_bad_rows(~np.isfinite(x).all(axis=1))  # (B,) rows with NaN or inf
         with np.errstate(all="ignore"):  # only reached with bad rows when not check_finite
             if isinstance(rows, int) or len(np.unique(rows)) == 1:
                 return self.spec.forward(x, int(rows if isinstance(rows, int) else rows[0]))

@@ -26,7 +26,7 @@ from taugate.errors import TauGateError
 from taugate.kernels import _njit, _njit_bank
 from taugate.kernels._njit_bank import batch as _batch
 from taugate.kernels._njit_bank import one as _one
-from taugate.kernels.layout import Packed, check_rows, pack
+from taugate.kernels.layout import Packed, check_rows, pack, report_bad_rows
 from taugate.kernels.threads import numba_threads
 
 __all__ = ["PackedBank", "forward", "pack_bank", "run"]
@@ -125,8 +125,7 @@ def run(packed: PackedBank, x: np.ndarray, modes, check_finite: bool, nth: int):
             stats,
             check_finite,
         )
-        if bad:
-            raise TauGateError("input contains NaN or inf at row 0")
+        report_bad_rows(np.array([bad]))
         return out, stats
     if isinstance(modes, (int, np.integer)):
         modes = np.full(B, modes, np.int64)  # (B,): one mode for every row
@@ -152,8 +151,8 @@ def run(packed: PackedBank, x: np.ndarray, modes, check_finite: bool, nth: int):
         check_finite,
         nth,
     )
-    if check_finite and bad.any():
-        raise TauGateError(f"input contains NaN or inf at row {int(np.flatnonzero(bad)[0])}")
+    if check_finite:
+        report_bad_rows(bad)
     return out, stats
 
 

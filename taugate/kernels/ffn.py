@@ -47,6 +47,7 @@ import numpy as np
 
 from taugate.errors import TauGateError
 from taugate.kernels import _njit_ffn as _k
+from taugate.kernels.layout import report_bad_rows
 from taugate.kernels.threads import numba_threads
 
 __all__ = ["FFNPacked", "block_units", "ffn_forward", "ffn_macs", "pack_ffn", "warmup"]
@@ -246,15 +247,13 @@ def _run(p: FFNPacked, x2, out2, counts, modes, dense: bool, check: bool, nth: i
     N = x2.shape[0]
     if N == 1:
         kernel = _k.one_dense if dense else _k.one
-        if kernel(*_args(p), int(modes[0]), x2, out2, counts, check):
-            raise TauGateError("ffn_forward: input contains NaN or inf at row 0")
+        report_bad_rows(np.array([kernel(*_args(p), int(modes[0]), x2, out2, counts, check)]),
+                        "ffn_forward: ")  # fmt: skip
         return
     bad = np.zeros(N, np.int8)
     _k.batch(*_args(p), modes, x2, out2, counts, bad, check, nth, dense, blk)
-    if check and bad.any():
-        raise TauGateError(
-            f"ffn_forward: input contains NaN or inf at row {np.flatnonzero(bad)[0]}"
-        )
+    if check:
+        report_bad_rows(bad, "ffn_forward: ")
 
 
 def ffn_forward(packed: FFNPacked, x, *, modes=None, out=None, dense=False, check_finite=True,

@@ -108,3 +108,10 @@ def check_rows(x, n_in: int, who: str) -> None:
             and x.flags.c_contiguous and x.shape[1] == n_in and x.shape[0] > 0):  # fmt: skip
         got = f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
         raise TauGateError(f"{who}: input must be C-contiguous float32 (B, {n_in}), got {got}")
+
+
+def report_bad_rows(bad, who: str = "") -> None:
+    """The one-line error naming the first row flagged in ``bad`` (B,) (a kernel's non-finite
+    rows: int flags or bools), if any; ``who`` prefixes it (``"ffn_forward: "``)."""
+    if bad.any():
+        raise TauGateError(f"{who}input contains NaN or inf at row {int(np.flatnonzero(bad)[0])}")

@@ -30,12 +30,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from taugate.errors import TauGateError
 from taugate.kernels._njit import batch as _batch
 from taugate.kernels._njit import batch_blocked as _batch_blocked
 from taugate.kernels._njit import one as _one
 from taugate.kernels._njit import one_par as _one_par
-from taugate.kernels.layout import Packed, check_rows, pack
+from taugate.kernels.layout import Packed, check_rows, pack, report_bad_rows
 from taugate.kernels.threads import check_threads, numba_threads
 
 __all__ = [
@@ -72,8 +71,7 @@ def run(packed: Packed, x: np.ndarray, parallel: bool, check_finite: bool, nth: 
             )
         else:
             bad = _one(packed.params, packed.meta, x, out, stats, check_finite)
-        if bad:
-            raise TauGateError("input contains NaN or inf at row 0")
+        report_bad_rows(np.array([bad]))
         return out, stats
     # several threads: Numba's threads do everything, since a BLAS call first would leave BLAS's
     # worker spinning on the core that Numba's worker needs next (measured: 8 ms instead of
@@ -91,8 +89,8 @@ def run(packed: Packed, x: np.ndarray, parallel: bool, check_finite: bool, nth: 
                        BLOCK_BYTES)  # fmt: skip
     else:
         _batch(packed.params, packed.meta, x, z0, out, stats, bad, check_finite, nth)
-    if check_finite and bad.any():
-        raise TauGateError(f"input contains NaN or inf at row {int(np.flatnonzero(bad)[0])}")
+    if check_finite:
+        report_bad_rows(bad)
     return out, stats
 
 

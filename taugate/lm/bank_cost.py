@@ -106,7 +106,7 @@ def lm_switch_cost(bank, prompt_len: int = 64, repeats: int = 20, threads: int =
     from taugate.lm.adapters import load_adapter_, save_adapter
     from taugate.lm.bank import LMBank
     from taugate.lm.bank_compile import compile_bank_
-    from taugate.lm.compile import compile_lm_, compiled_blocks
+    from taugate.lm.compile import compile_lm_
     from taugate.nn.model import harden_
 
     if not isinstance(bank, LMBank):
@@ -178,7 +178,7 @@ def lm_switch_cost(bank, prompt_len: int = 64, repeats: int = 20, threads: int =
                     if r:
                         t[k].append(clock() - a)
             if comp is not None:
-                res_c = _compiled_figures(comp, report, fns, t, compiled_blocks)
+                res_c = _compiled_figures(comp, report, fns, t)
     finally:
         torch.set_num_threads(old_threads)
         bank.set_mode(old_mode)
@@ -207,9 +207,11 @@ def lm_switch_cost(bank, prompt_len: int = 64, repeats: int = 20, threads: int =
     return res
 
 
-def _compiled_figures(comp, report: dict, fns: dict, t: dict, compiled_blocks) -> dict:
-    """The compiled bank's figures: its two steps' medians, their ratio, the active share of its
-    FFN units on the mixed step, and the kernel's largest difference from torch math."""
+def _compiled_figures(comp, report: dict, fns: dict, t: dict) -> dict:
+    """The compiled bank's figures: its steps' medians and ratios, the active share of its FFN
+    units on the mixed step, and the kernel's largest difference from torch math."""
+    from taugate.lm.compile import compiled_blocks
+
     blocks = compiled_blocks(comp.model)
     got = fns["c_mixed"]()  # (B, 1, vocab)
     active = [float(b.last_counts.mean()) / b.original_width for b in blocks]

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from taugate.errors import TauGateError
 from taugate.kernels import rowskip as rs
+from taugate.kernels.layout import report_bad_rows
 from taugate.kernels.threads import numba_threads
 from taugate.spec import ModelSpec
 
@@ -24,9 +24,7 @@ class NumpyKernel:
         if not check_finite:
             with np.errstate(all="ignore"):  # the caller accepted unspecified results for bad rows
                 return self.spec.forward(x)
-        ok = np.isfinite(x).all(axis=1)  # (B,)
-        if not ok.all():
-            raise TauGateError(f"input contains NaN or inf at row {int(np.flatnonzero(~ok)[0])}")
+        report_bad_rows(~np.isfinite(x).all(axis=1))  # (B,) rows with NaN or inf
         return self.spec.forward(x)
 
 
