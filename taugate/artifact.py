@@ -5,7 +5,9 @@ sha256 of the weights file. The weights file holds float32 ``layers.{i}.weight``
 ``layers.{i}.bias`` (out,) and, for gated layers, ``layers.{i}.tau`` (out,). What they mean, and
 every check on them, is :mod:`taugate.spec` (:class:`~taugate.spec.ModelSpec`). Optional manifest
 keys: ``kept_units`` (one sorted list of original unit indices per hidden layer) with
-``original_layers`` (the uncompacted layer list), ``provenance`` and ``compile`` (free-form dicts).
+``original_layers`` (the uncompacted layer list), ``provenance`` and ``compile`` (free-form dicts),
+and ``predictor`` with its ``predictor.*`` tensors (predicted gates; format in
+:mod:`taugate.mlp_predictor`). An artifact without a predictor reads as before.
 
 Only numpy and ``safetensors.numpy`` are used: reading never unpickles or executes anything.
 """
@@ -30,7 +32,8 @@ FORMAT = "taugate-mlp"
 VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
-RESERVED = ("format", "version", "layers", "weights_sha256", "kept_units", "original_layers")
+RESERVED = ("format", "version", "layers", "weights_sha256", "kept_units", "original_layers",
+            "predictor")  # fmt: skip
 
 
 def check_extra(extra: dict | None, where: str = "extra") -> dict:
@@ -50,12 +53,15 @@ def check_extra(extra: dict | None, where: str = "extra") -> dict:
     return extra
 
 
-def manifest_of(spec: ModelSpec, extra: dict | None = None, sha256: str | None = None) -> dict:
-    """The manifest dict of ``spec`` with ``extra`` (``weights_sha256`` only when given)."""
+def manifest_of(spec: ModelSpec, extra: dict | None = None, sha256: str | None = None, *,
+                predictor=None) -> dict:  # fmt: skip
+    """The manifest dict of ``spec`` with ``extra`` (``weights_sha256`` only when given) and the
+    ``predictor`` entry of an :class:`~taugate.mlp_predictor.MLPPredictor`, if any."""
     m = {"format": FORMAT, "version": VERSION, "layers": [e.to_json() for e in spec.layers]}
     if sha256 is not None:
         m["weights_sha256"] = sha256
-    return {**m, **spec.compaction_json(), **check_extra(extra)}
+    pred = {} if predictor is None else {"predictor": predictor.manifest_json()}
+    return {**m, **spec.compaction_json(), **pred, **check_extra(extra)}
 
 
 def _sha256(path: Path) -> str:
@@ -108,9 +114,10 @@ def check_destination(out: str | Path, *, force: bool = False) -> Path:
 
 
 def write_artifact(
-    path, spec: ModelSpec, extra: dict | None = None, *, force: bool = False
+    path, spec: ModelSpec, extra: dict | None = None, *, force: bool = False, predictor=None
 ) -> Path:
-    """Write ``spec`` (with the free-form manifest keys ``extra``) as an artifact directory.
+    """Write ``spec`` (with the free-form manifest keys ``extra`` and, if given, the
+    :class:`~taugate.mlp_predictor.MLPPredictor` ``predictor``) as an artifact directory.
 
     An existing artifact (or empty directory) at ``path`` is replaced; any other existing path is
     refused unless ``force`` (see :func:`check_destination`). The files are written into a temp
@@ -122,10 +129,13 @@ def write_artifact(
         raise TauGateError(f"write_artifact needs a ModelSpec, got {type(spec).__name__}")
     p = Path(path)
     extra = check_extra(extra)
+    tensors = spec.tensors()
+    if predictor is not None:
+        tensors.update(predictor.check(spec).tensors())
     _refuse_overwrite(p, force)
     with atomic_directory(p, "artifact") as tmp:
-        save_file(spec.tensors(), str(tmp / WEIGHTS), metadata={"format": FORMAT})
-        manifest = manifest_of(spec, extra, _sha256(tmp / WEIGHTS))
+        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": FORMAT})
+        manifest = manifest_of(spec, extra, _sha256(tmp / WEIGHTS), predictor=predictor)
         text = json.dumps(manifest, indent=2, allow_nan=False)
         (tmp / MANIFEST).write_text(text + "\n", encoding="utf-8")
     return p
@@ -170,6 +180,15 @@ def read_artifact(path) -> tuple[ModelSpec, dict]:
     """Read and verify (sha256, layers, names, dtypes, shapes, compaction) the artifact at ``path``.
 
     Returns ``(spec, extra)``: the model and the free-form manifest keys (``provenance``, ...)."""
+    spec, extra, _ = read_model(path)
+    return spec, extra
+
+
+def read_model(path):
+    """:func:`read_artifact` plus the artifact's predictor: ``(spec, extra, MLPPredictor or
+    None)``; the predictor is checked against the model (one-line errors naming the manifest)."""
+    from taugate.mlp_predictor import from_artifact, split_tensors
+
     if not isinstance(path, (str, os.PathLike)):
         raise TauGateError(f"artifact path must be a str or path, got {type(path).__name__}")
     p = Path(path)
@@ -177,9 +196,15 @@ def read_artifact(path) -> tuple[ModelSpec, dict]:
     where, wpath = str(p / MANIFEST), p / WEIGHTS
     data = read_checked(wpath, manifest["weights_sha256"])
     parse_layers(manifest.get("layers"), where)  # before the tensors, so the manifest is named
-    tensors = load_safetensors(data, wpath)
+    tensors, pred_tensors = split_tensors(load_safetensors(data, wpath))
     spec = ModelSpec.from_tensors(manifest["layers"], tensors, where=where, tensors_where=str(wpath),
                                   kept_units=manifest.get("kept_units"),
                                   original_layers=manifest.get("original_layers"))  # fmt: skip
     extra = {k: v for k, v in manifest.items() if k not in RESERVED}
-    return spec, check_extra(extra, where)
+    predictor = None
+    if "predictor" in manifest:
+        predictor = from_artifact(manifest["predictor"], pred_tensors, spec, where)
+    elif pred_tensors:
+        raise TauGateError(f"{wpath}: tensor {sorted(pred_tensors)[0]!r} but no 'predictor' in "
+                           "the manifest")  # fmt: skip
+    return spec, check_extra(extra, where), predictor

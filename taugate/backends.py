@@ -51,6 +51,7 @@ class Backend:
     requires: tuple[str, ...] = ()  # modules it imports: missing ones give a one-line error
     extra: str | None = None  # the pip extra of taugate that installs ``requires``
     default: bool = False  # timed by `taugate bench` when --backends is not given
+    approximate: bool = False  # may differ from the exact function (named so in every output)
     check: str | Callable | None = None  # () -> None, or why it cannot run on this machine
 
     def __post_init__(self) -> None:
@@ -64,6 +65,8 @@ class Backend:
             )
         if self.runtime and (self.needs_torch or self.needs_module):
             raise TauGateError(f"backend {self.name}: a runtime backend cannot need torch")
+        if self.approximate and self.default:
+            raise TauGateError(f"backend {self.name}: an approximate backend is never a default")
         object.__setattr__(self, "requires", tuple(self.requires))
 
     def unavailable(self) -> str | None:
@@ -119,11 +122,14 @@ def get(name: str) -> Backend:
     return b
 
 
-def names(*, runtime: bool | None = None, needs_module: bool | None = None) -> tuple[str, ...]:
-    """Registered names in report order, optionally only (non-)runtime / (non-)module ones."""
+def names(*, runtime: bool | None = None, needs_module: bool | None = None,
+          approximate: bool | None = None) -> tuple[str, ...]:  # fmt: skip
+    """Registered names in report order, optionally only (non-)runtime / (non-)module /
+    (non-)approximate ones."""
     out = [b for b in REGISTRY.values()
            if (runtime is None or b.runtime == runtime)
-           and (needs_module is None or b.needs_module == needs_module)]  # fmt: skip
+           and (needs_module is None or b.needs_module == needs_module)
+           and (approximate is None or b.approximate == approximate)]  # fmt: skip
     return tuple(b.name for b in sorted(out, key=lambda b: (b.order, b.name)))
 
 
@@ -153,9 +159,9 @@ def select(requested: Iterable[str] | None = None, *, needs_module: bool | None 
     """The backends to time, and a note for each one left out.
 
     ``requested`` names (a comma list or iterable): each must exist, fit ``needs_module`` and be
-    able to run here, else an error. None: every registered backend that fits (only the
+    able to run here, else an error. None: every registered exact backend that fits (only the
     ``default`` ones with ``defaults_only``) and can run here; the others get a ``not timed: why``
-    note."""
+    note (an ``approximate`` one is timed only when named)."""
     usable = names(needs_module=needs_module)
     if requested is not None:
         chosen = parse(requested, allowed=usable)
@@ -165,10 +171,18 @@ def select(requested: Iterable[str] | None = None, *, needs_module: bool | None 
     chosen, notes = [], []
     for n in usable:
         b = get(n)
+        if b.approximate:  # only ever timed when named
+            continue
         if b.default or not defaults_only:
             why = b.unavailable()
             chosen.append(n) if why is None else notes.append(f"not timed: {why}")
     return tuple(chosen), notes
+
+
+def label(name: str) -> str:
+    """``name`` as printed in tables and reports: approximate backends say so."""
+    b = REGISTRY.get(name)
+    return f"{name} (approximate)" if b is not None and b.approximate else name
 
 
 def help_lines(selection: Iterable[str]) -> str:
@@ -208,6 +222,10 @@ for _b in (
             "row-skip layer by layer over the whole batch in column blocks that stay in cache: "
             "each weight row read from memory once per batch, not once per sample",
             runtime=True),
+    Backend("rowskip-predicted", "taugate.runtime.paths:rowskip_predicted", 86,
+            "APPROXIMATE: a low-rank predictor per hidden layer (taugate compile --predictor RANK) "
+            "picks the units whose z is computed, exactly, and gated; a unit predicted shut is "
+            "skipped even if it would fire", runtime=True, approximate=True),
     Backend("plain-numba", "taugate.bench.plain_path:plain", 88,
             "the straightforward Numba kernel: layer 0 by numpy BLAS, then the open units' "
             "transposed rows added one at a time, sample by sample (a peer for rowskip)"),

@@ -161,6 +161,7 @@ def compile_checkpoint(
     eval_size: int | None = None,
     evaluate: bool = True,
     cfg: CompileConfig | None = None,
+    predictor=None,
     quiet: bool = False,
     force: bool = False,
 ) -> dict:
@@ -174,7 +175,10 @@ def compile_checkpoint(
     ``eval_size`` test images at ``angle`` of the checkpoint's data set (else the named
     ``calib_data``); if those cannot be loaded, a warning on stderr and ``compile.evaluation.skipped``
     say why. ``quiet`` silences data fallbacks. ``force``: replace an ``out`` that is not an
-    artifact (see ``taugate.artifact.check_destination``).
+    artifact (see ``taugate.artifact.check_destination``). ``predictor``: a
+    :class:`~taugate.predictor.PredictorConfig`: fit a low-rank predictor per hidden layer on the
+    calibration inputs and store it (``compile.predictor`` then reports its accuracy on the
+    evaluation inputs, approximate, next to the exact one).
     """
     from taugate.artifact import write_artifact
     from taugate.nn.checkpoint import load_checkpoint
@@ -221,9 +225,40 @@ def compile_checkpoint(
         print(f"taugate: warning: accuracy before/after not measured: {why}", file=sys.stderr)
     spec, report = compile_model(model, calib_x, cfg, eval_x, eval_y)
     report.update(calibration=calib_desc, evaluation=evaluation, checkpoint=str(checkpoint))
+    fitted = None
+    if predictor is not None:
+        fitted, report["predictor"] = _fit_predictor(spec, calib_x, predictor, eval_x, eval_y)
     extra = {
         "provenance": {**prov, "method": meta["method"], "sizes": meta["sizes"]},
         "compile": report,
     }
-    write_artifact(out, spec, extra, force=force)
+    write_artifact(out, spec, extra, force=force, predictor=fitted)
     return extra
+
+
+def _fit_predictor(spec: ModelSpec, calib_x, cfg, eval_x, eval_y):
+    """The fitted :class:`~taugate.mlp_predictor.MLPPredictor` and its compile report: recall and
+    computed share per hidden layer on the evaluation inputs, and the approximate accuracy."""
+    from taugate.mlp_predictor import fit_mlp_predictor
+    from taugate.predictor import recall
+    from taugate.runtime import CompiledModel
+
+    fitted = fit_mlp_predictor(spec, np.asarray(calib_x, np.float32), cfg)
+    rep = {"kind": cfg.kind, "rank": cfg.rank, "margin": fitted.manifest_json()["margin"]}
+    if eval_x is None:
+        return fitted, rep
+    x = np.ascontiguousarray(eval_x, np.float32)
+    model = CompiledModel(spec, predictor=fitted)
+    exact, approx = (
+        model.predict(x, backend="rowskip"),
+        model.predict(x, backend="rowskip-predicted"),
+    )
+    truth = [h != 0 for h in spec.hidden_outputs(x)]  # (N, out_i) exact open units
+    masks = fitted.computed(spec, x)
+    rep["recall"] = [None if c is None else recall(c, t) for c, t in zip(masks, truth, strict=True)]
+    rep["computed"] = [None if c is None else float(c.mean()) for c in masks]
+    rep["agreement"] = float((exact.argmax(1) == approx.argmax(1)).mean())
+    if eval_y is not None:
+        rep["accuracy_exact"] = float((exact.argmax(1) == eval_y).mean())
+        rep["accuracy_predicted"] = float((approx.argmax(1) == eval_y).mean())
+    return fitted, rep

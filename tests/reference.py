@@ -229,3 +229,62 @@ def separate_bank_ties(layers: list[dict], tensors: dict, modes: list[str], x, m
                     tau[j] = z[near].max() + 2 * margin * (1.0 + t)
             tensors[f"modes.{m}.{i}.tau"] = tau.astype(np.float32)
     return tensors
+
+
+# -- predicted gates ----------------------------------------------------------------------------
+
+
+def reference_computed(x, a, b, bias, thr, sigma, margin: float) -> np.ndarray:
+    """(N, out) bool: the units a low-rank predictor marks for exact computation, by explicit
+    loops, float64: unit j of input row n iff ``sum_k (sum_i x[n,i] a[i,k]) b[k,j] + bias[j] >
+    thr[j] - margin * sigma[j]`` (margin +inf: every unit)."""
+    x = np.atleast_2d(np.asarray(x, np.float64))
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    out = np.zeros((x.shape[0], b.shape[1]), bool)  # (N, out)
+    for n in range(x.shape[0]):
+        t = [sum(x[n, i] * a[i, k] for i in range(a.shape[0]) if x[n, i] != 0)
+             for k in range(a.shape[1])]  # fmt: skip
+        for j in range(b.shape[1]):
+            if margin == np.inf:
+                out[n, j] = True
+                continue
+            zh = sum(t[k] * b[k, j] for k in range(b.shape[0])) + float(bias[j])
+            out[n, j] = zh > float(thr[j]) - margin * float(sigma[j])
+    return out
+
+
+def reference_predicted_hidden(layers: list[dict], tensors: dict, predictors: dict, margin: float,
+                               x) -> tuple[list[np.ndarray], list[np.ndarray]]:  # fmt: skip
+    """The MLP with predicted gates: for each hidden layer i in ``predictors`` ({i: (a, b,
+    sigma)}), a unit outside :func:`reference_computed` of the layer's input is shut; the others
+    gate exactly as in :func:`reference_hidden`. Returns (outputs of every layer as there, the
+    (N, out_i) computed masks of the predicted layers, in layer order)."""
+    h = np.atleast_2d(np.asarray(x, np.float64))
+    outs, masks = [], []
+    for i, entry in enumerate(layers):
+        nxt = _layer(entry, i, tensors, h)
+        if i in predictors:
+            a, b, sigma = predictors[i]
+            thr = np.maximum(tensors[f"layers.{i}.tau"].astype(np.float64), 0.0) if entry["gated"] \
+                else np.zeros(entry["out"])  # fmt: skip
+            c = reference_computed(h, a, b, tensors[f"layers.{i}.bias"], thr, sigma, margin)
+            nxt = nxt * c
+            masks.append(c)
+        outs.append(nxt)
+        h = nxt
+    return outs, masks
+
+
+def reference_predicted_ffn(x, wz, bz, wdt, bd, thr, act_name, a, b, sigma, margin: float,
+                            wu=None, bu=None):  # fmt: skip
+    """:func:`reference_ffn` (one mode, thr (F,)) with predicted gates: per token, a unit outside
+    :func:`reference_computed` is shut. Returns (y (N, d_out), open counts (N,), computed (N, F))."""
+    x = np.atleast_2d(np.asarray(x, np.float64))  # (N, d_in)
+    c = reference_computed(x, a, b, bz, thr, sigma, margin)  # (N, F)
+    ys, counts = [], []
+    for n in range(x.shape[0]):
+        t = np.where(c[n], np.asarray(thr, np.float64), np.inf)  # (F,) shut if not computed
+        y, k = reference_ffn(x[n : n + 1], wz, bz, wdt, bd, t, act_name, wu=wu, bu=bu)
+        ys.append(y[0])
+        counts.append(k[0])
+    return np.stack(ys), np.asarray(counts, np.int64), c

@@ -35,7 +35,8 @@ except ImportError:  # tests/ imported as a package
 clean_registry, model, x = shared.clean_registry, shared.model, shared.x
 
 BUILT_IN = ("torch", "torch-compile", "torch-soft", "torch-hard", "onnxruntime", "dense",
-            "compact", "rowskip", "rowskip-batched", "plain-numba", "scipy-sparse")  # fmt: skip
+            "compact", "rowskip", "rowskip-batched", "rowskip-predicted", "plain-numba",
+            "scipy-sparse")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- 1. registry rules
@@ -119,8 +120,9 @@ def test_names_rank_and_the_built_in_order():
     assert [registry.get(n).order for n in BUILT_IN] == sorted(
         registry.get(n).order for n in BUILT_IN
     )
-    runtime_names = ("dense", "compact", "rowskip", "rowskip-batched")
+    runtime_names = ("dense", "compact", "rowskip", "rowskip-batched", "rowskip-predicted")
     assert registry.names(runtime=True) == runtime_names
+    assert registry.names(approximate=True) == ("rowskip-predicted",)
     assert registry.names(runtime=False) == tuple(n for n in BUILT_IN if n not in runtime_names)
     assert registry.names(needs_module=True) == ("torch-soft", "torch-hard")
     assert registry.names(runtime=True, needs_module=True) == ()
@@ -134,7 +136,8 @@ def test_names_rank_and_the_built_in_order():
     assert all(registry.rank("nope") > registry.rank(n) for n in BUILT_IN)
     from taugate import runtime
 
-    assert runtime.BACKENDS == registry.names(runtime=True)
+    assert runtime.BACKENDS == registry.names(runtime=True)[:-1]
+    assert runtime.APPROXIMATE_BACKENDS == ("rowskip-predicted",)
     defaults = [n for n in BUILT_IN if registry.get(n).default]
     assert defaults == ["torch", "torch-compile", "onnxruntime", "dense", "compact", "rowskip"]
 
@@ -166,7 +169,7 @@ def test_predict_refuses_a_non_runtime_backend(model, x, name):
     msg = str(e.value)
     assert "\n" not in msg
     assert f"backend {name!r} is not a runtime backend" in msg
-    assert "predict takes dense, compact, rowskip, rowskip-batched, auto" in msg
+    assert "predict takes dense, compact, rowskip, rowskip-batched, rowskip-predicted, auto" in msg
     assert "taugate bench" in msg
 
 

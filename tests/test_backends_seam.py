@@ -128,7 +128,8 @@ def test_sweep_config_takes_a_registered_backend(toys):
     assert cfg.to_dict()["backends"] == [TOY]
     default = SweepConfig.from_flat(dataset="digits").backends  # every available one, in order
     assert default == registry.select(defaults_only=False)[0]
-    assert set(default) == {n for n in registry.names() if registry.get(n).unavailable() is None}
+    assert set(default) == {n for n in registry.names(approximate=False)
+                            if registry.get(n).unavailable() is None}  # fmt: skip
     assert default.index("dense") < default.index(TOY) < default.index("compact")
     assert default.index("compact") < default.index(TOY_RT) < default.index("rowskip")
 
@@ -148,9 +149,10 @@ def test_a_registered_runtime_backend_runs_in_predict(toys, model, x, capsys):
         TOY_RT,
         "rowskip",
         "rowskip-batched",
+        "rowskip-predicted",
     )
     text = _help("predict", capsys)
-    assert f"dense | compact | {TOY_RT} | rowskip | rowskip-batched | auto" in text
+    assert f"dense | compact | {TOY_RT} | rowskip | rowskip-batched | rowskip-predicted | auto" in text
     assert f"{TOY_RT}: {TOY_RT_HELP}" in text
     assert f"{TOY}:" not in text  # not a runtime backend: predict does not take it
 

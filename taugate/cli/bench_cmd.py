@@ -5,6 +5,7 @@ from __future__ import annotations
 from taugate.cli.common import (
     add_command,
     add_data_args,
+    add_predictor_args,
     float_list,
     int_at_least,
     int_list,
@@ -18,6 +19,8 @@ EXAMPLES = """examples:
   taugate bench --random 512,1024,2048,4096 --active 0.1,0.2,0.3,0.5 --batch-sizes 1 --threads 1
   taugate bench --random 128 --active 0.5 --hidden-layers 2 --backends torch,dense,rowskip,scipy-sparse
   taugate bench m.taugate --threads 1 --backends torch,torch-compile,onnxruntime,compact,rowskip
+  taugate bench m.taugate --threads 1 --batch-sizes 1 --backends rowskip,rowskip-predicted \
+      --predictor 16 --margins 1,2,3,inf
 """
 
 
@@ -91,6 +94,11 @@ def register(sub) -> None:
         "checked before timing, and a file that taugate bench did not write is refused",
     )
     p.add_argument("--force", action="store_true", help="overwrite --json FILE whoever wrote it")
+    add_predictor_args(
+        p,
+        what="2000 inputs of the model's data set, train split (with --random: "
+        "standard normal inputs of another seed); implies rowskip-predicted",
+    )
     add_data_args(p)
     p.set_defaults(func=run)
 
@@ -103,10 +111,10 @@ def _inputs(args, model):
     if args.inputs:
         from taugate.inputs import load_inputs
 
-        return load_inputs(args.inputs, model.n_in), f"file {args.inputs}"
+        return load_inputs(args.inputs, model.n_in), f"file {args.inputs}", None
     if args.random is not None:
         x = np.random.default_rng(1).standard_normal((1024, model.n_in)).astype(np.float32)
-        return x, "standard normal (the calibration distribution)"
+        return x, "standard normal (the calibration distribution)", None
     from taugate.data import rotated_split
     from taugate.inputs import load_checked, target_angle
 
@@ -118,7 +126,38 @@ def _inputs(args, model):
         )
     angle = args.angle if args.angle is not None else target_angle(prov)
     ds = load_checked(name, args.data_dir, model.n_in, quiet=True)
-    return rotated_split(ds, "test", angle)[:1024], f"{ds.name} test at {angle:g}°"
+    x, y = rotated_split(ds, "test", angle)[:1024], ds.y_test[:1024]
+    return x, f"{ds.name} test at {angle:g}°", y
+
+
+def _fit_predictor(args, model) -> str:
+    """With --predictor RANK, fit one to ``model`` (replacing a stored one); say on what."""
+    import numpy as np
+
+    from taugate.mlp_predictor import fit_mlp_predictor
+    from taugate.predictor import PredictorConfig
+
+    cfg = PredictorConfig(rank=args.predictor)
+    if args.random is not None:
+        x = np.random.default_rng(2).standard_normal((2000, model.n_in)).astype(np.float32)
+        what = "2000 standard normal inputs (seed 2)"
+    else:
+        from taugate.data import rotated_split
+        from taugate.inputs import load_checked, target_angle
+
+        prov = model.manifest.get("provenance") or {}
+        name = args.dataset or prov.get("dataset")
+        if not name:
+            from taugate.errors import TauGateError
+
+            raise TauGateError(f"{args.model}: no dataset in its provenance to fit --predictor "
+                               "on; pass --dataset")  # fmt: skip
+        angle = args.angle if args.angle is not None else target_angle(prov)
+        ds = load_checked(name, args.data_dir, model.n_in, quiet=True)
+        x = rotated_split(ds, "train", angle)[:2000]
+        what = f"{len(x)} {ds.name} train inputs at {angle:g}°"
+    model.predictor = fit_mlp_predictor(model.spec, x, cfg)
+    return f"rank {args.predictor} on {what}"
 
 
 def _check_flags(args) -> None:
@@ -174,6 +213,7 @@ def _models(args):
 def run(args) -> int:
     from taugate import backends as registry
     from taugate.bench.machine import machine_info
+    from taugate.bench.predicted import predicted_table
     from taugate.bench.run import bench_model
     from taugate.bench.tables import pivot_table, rows_table
     from taugate.bench.timing import TimingConfig
@@ -181,6 +221,8 @@ def run(args) -> int:
 
     _check_flags(args)
     backends, notes = registry.select(args.backends, needs_module=False)
+    if args.predictor is not None and "rowskip-predicted" not in backends:
+        backends = (*backends, "rowskip-predicted")
     if args.json:
         check_owned_file(args.json, WRITTEN_BY, force=args.force)  # before the benchmark
     for n in notes:
@@ -188,10 +230,13 @@ def run(args) -> int:
     models = _models(args)
     all_rows, results = [], []
     for what, tags, model in models:
-        x, source = _inputs(args, model)
+        x, source, labels = _inputs(args, model)
+        if args.predictor is not None:
+            print(f"predictor (approximate): fitted, {_fit_predictor(args, model)}")
         rows, info = bench_model(
-            model, x, args.batch_sizes, backends, args.threads, TimingConfig(rounds=args.rounds)
-        )
+            model, x, args.batch_sizes, backends, args.threads, TimingConfig(rounds=args.rounds),
+            margins=args.margins, labels=labels,
+        )  # fmt: skip
         rows = [{**tags, **r} for r in rows]
         all_rows += rows
         results.append({"model": what, "inputs": source, **info, "rows": rows})
@@ -202,6 +247,10 @@ def run(args) -> int:
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['threads']} threads, "
           f"BLAS {machine['blas']}\n")  # fmt: skip
     print(pivot_table(all_rows, "Median latency per call, and row-skip's speedup").markdown())
+    if any("quality" in r for r in all_rows):
+        print()
+        print(predicted_table(all_rows, "Predicted gates (APPROXIMATE): speed against exact "
+                              "row-skip, and what they cost").markdown())  # fmt: skip
     if args.json:
         payload = results[0] if len(results) == 1 else {"runs": results, "rows": all_rows}
         atomic_write_json(args.json, {"written_by": WRITTEN_BY, "machine": machine, **payload})

@@ -8,6 +8,7 @@ EXAMPLES = """examples:
   taugate bench-lm --random --d-model 1024 --ffn 4096 --layers 4 --activation relu --active 0.2 --threads 1
   taugate bench-lm --random --activation swiglu --active 0.2 --batch-sizes 1,8 --json lm.json
   taugate bench-lm runs/lm/base --adapter runs/lm/taugate --corpus prose --threads 1
+  taugate bench-lm --random --active 0.2 --threads 1 --batch-sizes 1 --predictor 64 --margins 0,1,2
 """
 
 
@@ -64,10 +65,36 @@ def register(sub) -> None:
         "--json", metavar="FILE", help="write rows and caps as strict JSON (checked before timing)"
     )
     p.add_argument("--force", action="store_true", help="overwrite --json FILE whoever wrote it")
+    p.add_argument(
+        "--predictor",
+        metavar="RANK",
+        type=int_at_least("--predictor", 1),
+        help="also fit rank-RANK gate predictors and time the predicted (approximate) path",
+    )
+    p.add_argument(
+        "--margins",
+        type=_margins,
+        default=(1.0, 2.0, 3.0),
+        help="margins (prediction-error stds, or inf) for --predictor (default 1,2,3)",
+    )
     p.set_defaults(func=run)
 
 
 WRITTEN_BY = "taugate bench-lm"
+
+
+def _margins(text: str) -> tuple[float, ...]:
+    """Comma-separated margins: numbers or inf (torch-free: parsed at the command line)."""
+    import argparse
+    import math
+
+    try:
+        vals = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers or inf, got {text!r}") from None
+    if any(math.isnan(v) or v == -math.inf for v in vals):
+        raise argparse.ArgumentTypeError(f"expected numbers or inf, got {text!r}")
+    return vals
 
 
 def run(args) -> int:
@@ -86,7 +113,8 @@ def run(args) -> int:
     for what, base, gated, calib, text in _models(args):
         rows, info = bench_lm(base, gated, calib, batch_sizes=args.batch_sizes, prompt_len=args.prompt_len,
                               threads=args.threads, timing=TimingConfig(rounds=args.rounds),
-                              prompt_tokens=text)  # fmt: skip
+                              prompt_tokens=text, predictor=args.predictor,
+                              margins=args.margins)  # fmt: skip
         print_lm_bench(what, rows, info)
         results.append({"model": what, "rows": rows, **info})
     if args.json:

@@ -110,3 +110,47 @@ def add_random_lm_args(p) -> None:
     p.add_argument("--ffn", type=int_at_least("--ffn", 1), default=4096, help="FFN width")
     p.add_argument("--layers", type=int_at_least("--layers", 1), default=4)
     p.add_argument("--activation", default="relu", help="relu | gelu | gelu-tanh | silu | swiglu")
+
+
+def margin(text: str) -> float:
+    """A predictor margin: a real number or 'inf' (every unit computed: exact)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number or 'inf', got {text!r}") from None
+    if math.isnan(v) or v == -math.inf:
+        raise argparse.ArgumentTypeError(f"must be a number or 'inf', got {text!r}")
+    return v
+
+
+def margin_list(flag: str):
+    """A comma list of margins (each a number or 'inf') for ``flag``."""
+
+    def parse(text: str) -> tuple[float, ...]:
+        try:
+            items = tuple(margin(t.strip()) for t in text.split(","))
+        except argparse.ArgumentTypeError as e:
+            raise argparse.ArgumentTypeError(f"{flag}: {e}") from None
+        return items
+
+    return parse
+
+
+def add_predictor_args(p, *, what: str) -> None:
+    """``--predictor RANK`` and ``--margins M[,M...]`` of the commands that time the approximate
+    rowskip-predicted backend; ``what`` says what the predictor is fitted on."""
+    p.add_argument(
+        "--predictor",
+        type=int_at_least("--predictor", 1),
+        metavar="RANK",
+        help=f"fit a low-rank predictor of rank RANK per hidden layer on {what} and time the "
+        "APPROXIMATE rowskip-predicted backend beside the exact ones, with its recall, "
+        "top-1 agreement and accuracy change",
+    )
+    p.add_argument(
+        "--margins",
+        type=margin_list("--margins"),
+        metavar="M[,M...]",
+        help="predictor margins to time, in stds of each unit's prediction error ('inf': every "
+        "unit computed, exact; default: the predictor's own, 2 when fitted here)",
+    )

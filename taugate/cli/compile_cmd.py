@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from taugate.cli.common import add_command, add_data_args, int_at_least, nonneg_number, number
+from taugate.cli.common import (
+    add_command,
+    add_data_args,
+    int_at_least,
+    margin,
+    nonneg_number,
+    number,
+)
 
 EXAMPLES = """examples:
   taugate compile runs/demo/models/seed0/taugate.safetensors --out taugate.taugate
   taugate compile MODEL.safetensors --out m.taugate --calib-data fashion-mnist --calib-size 5000
   taugate compile MODEL.safetensors --out m.taugate --calib-data inputs.npy --min-rate 0.001
   taugate compile MODEL.safetensors --out m.taugate --no-compact --no-eval
+  taugate compile MODEL.safetensors --out m.taugate --predictor 16 --predictor-margin 2
 """
 
 
@@ -48,6 +56,22 @@ def register(sub) -> None:
         help="drop units firing on <= this share of calibration inputs (default 0: never)",
     )
     p.add_argument("--no-compact", action="store_true", help="keep every unit")
+    p.add_argument(
+        "--predictor",
+        type=int_at_least("--predictor", 1),
+        metavar="RANK",
+        help="also fit a low-rank predictor of rank RANK per hidden layer on the calibration "
+        "inputs, for the approximate rowskip-predicted backend (1 <= RANK <= min(in, out))",
+    )
+    p.add_argument(
+        "--predictor-margin",
+        type=margin,
+        default=2.0,
+        metavar="M",
+        help="default safety margin of the predictor, in stds of each unit's prediction error: a "
+        "unit is computed if its guess is above threshold - M * std ('inf': every unit, exact; "
+        "default 2)",
+    )
     ev = p.add_mutually_exclusive_group()
     ev.add_argument(
         "--eval-size",
@@ -73,12 +97,15 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from taugate.compile import CompileConfig, compile_checkpoint
+    from taugate.predictor import PredictorConfig
 
     cfg = CompileConfig(min_rate=args.min_rate, compact=not args.no_compact)
+    pred = None if args.predictor is None else PredictorConfig(rank=args.predictor,
+                                                               margin=args.predictor_margin)  # fmt: skip
     extra = compile_checkpoint(
         args.model, args.out, calib_data=args.calib_data, calib_size=args.calib_size,
         angle=args.angle, data_dir=args.data_dir, eval_size=args.eval_size, evaluate=not args.no_eval,
-        cfg=cfg, quiet=args.quiet, force=args.force,
+        cfg=cfg, predictor=pred, quiet=args.quiet, force=args.force,
     )  # fmt: skip
     rep = extra["compile"]
     kept = ", ".join(f"{k}/{o}" for k, o in zip(rep["units_kept"], rep["units_original"]))
@@ -96,4 +123,20 @@ def run(args) -> int:
         print("accuracy before/after not measured (--no-eval)")
     else:
         print("accuracy before/after not measured (see the warning above)")
+    if "predictor" in rep:
+        _print_predictor(rep["predictor"])
     return 0
+
+
+def _print_predictor(p: dict) -> None:
+    head = f"predictor (approximate, rowskip-predicted): {p['kind']} rank {p['rank']}, margin {p['margin']}"
+    if "recall" not in p:
+        print(f"{head}; not evaluated")
+        return
+    rec = ", ".join("-" if r is None else f"{100 * r:.2f}%" for r in p["recall"])
+    comp = ", ".join("-" if c is None else f"{100 * c:.1f}%" for c in p["computed"])
+    print(f"{head}; recall per hidden layer {rec}; units computed {comp}; top-1 agreement with "
+          f"exact {100 * p['agreement']:.2f}%")  # fmt: skip
+    if "accuracy_predicted" in p:
+        print(f"accuracy exact {100 * p['accuracy_exact']:.2f}% -> predicted "
+              f"{100 * p['accuracy_predicted']:.2f}% (approximate)")  # fmt: skip

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 import math
 
-from taugate.cli.common import add_command, add_data_args, int_at_least, int_list, name_list, number
+from taugate.cli.common import (
+    add_command,
+    add_data_args,
+    add_predictor_args,
+    int_at_least,
+    int_list,
+    name_list,
+    number,
+)
 
 EXAMPLES = """examples:
   taugate sweep --lambdas 0,1e-4,3e-4,1e-3,3e-3,1e-2,3e-2 --seeds 3 --dataset fashion-mnist --angle 45 --out runs/sweep
@@ -91,6 +99,7 @@ def register(sub) -> None:
         "replace its sweep files, also in a folder that taugate sweep did not write",
     )
     add_data_args(p)
+    add_predictor_args(p, what="each cell's calibration inputs (after compiling)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=run)
 
@@ -111,7 +120,8 @@ def run(args) -> int:
     )  # fmt: skip
     cfg = SweepConfig(study=study, lambdas=args.lambdas, widths=args.widths, depth=args.depth,
                       batch_sizes=args.batch_sizes, backends=args.backends, threads=args.threads,
-                      rounds=args.rounds)  # fmt: skip
+                      rounds=args.rounds, predictor_rank=args.predictor or 0,
+                      **({"margins": args.margins} if args.margins else {}))  # fmt: skip
     if not args.backends:
         for note in registry.select(defaults_only=False)[1]:  # the backends left out, and why
             print(f"note: {note}")

@@ -14,6 +14,13 @@ Caps: the FFN work cap is dense FFN multiply-adds / the multiply-adds the kernel
 ``z`` pass counted dense: nothing predicts yet which units fire); the end-to-end cap is Amdahl's
 ``1 / ((1 - f) + f / ffn_cap)``. Each is reported with the share of it reached. The FFN kernel is
 also timed alone, on the step's own FFN inputs, against the project's own dense FFN kernel.
+
+With ``predictor`` (a rank), a low-rank gate predictor is then fitted to every compiled block on
+the calibration text (:mod:`taugate.lm.predicted`) and, per margin, the predicted path
+(``rowskip-predicted``, **approximate**) is timed side by side with the exact one: the FFN kernels
+alone on the step's FFN inputs, and the compiled model's decode step; with recall (truth from the
+exact kernel on the same inputs) and, on held-out text, the bits-per-byte change (trained models)
+or the top-1 agreement and largest logit difference (random models: no meaningful bpb).
 """
 
 from __future__ import annotations
@@ -149,11 +156,13 @@ def _check(gated: nn.Module, compiled: nn.Module, hard_step, compiled_step, what
 
 def bench_lm(base: nn.Module, gated: nn.Module, calib_tokens, *, batch_sizes=(1, 8), prompt_len: int = 64,
              threads: int | None = None, timing: TimingConfig | None = None, seed: int = 0,
-             prompt_tokens=None) -> tuple[list[dict], dict]:  # fmt: skip
+             prompt_tokens=None, predictor: int | None = None,
+             margins=(1.0, 2.0, 3.0)) -> tuple[list[dict], dict]:  # fmt: skip
     """Time every path at each batch size; returns (rows, info). ``gated`` is a gated copy of
     ``base``; it is hardened, and a further copy of it compiled on ``calib_tokens``. The prompts
     are random token ids, or windows at seeded offsets of ``prompt_tokens`` (text: what a trained
-    model is meant for)."""
+    model is meant for). ``predictor``: also the predicted path at each of ``margins`` (rows in
+    ``info["predicted"]``, every one labelled approximate)."""
     if not gated_blocks(gated):
         raise TauGateError("the gated model has no gated FFN block")
     harden_(gated.eval(), True)
@@ -198,7 +207,45 @@ def bench_lm(base: nn.Module, gated: nn.Module, calib_tokens, *, batch_sizes=(1,
             for name in ("dense", "skip"):
                 rows.append({"batch": batch, "path": f"ffn-kernel-{name}", "median_ms": 1e3 * kern[name],
                              "tokens_per_s": float("nan"), "speedup_vs_torch": float("nan")})  # fmt: skip
+        if predictor is not None:
+            prompts = {b: _prompts(prompt_tokens, vocab, b, prompt_len,
+                                   torch.Generator().manual_seed(seed + b)) for b in batch_sizes}  # fmt: skip
+            info["predicted"] = _bench_predicted(compiled, calib_tokens, prompts, prompt_tokens,
+                                                 predictor, margins, timing, seed)  # fmt: skip
     return rows, info
+
+
+APPROX = "rowskip-predicted (approximate)"
+
+
+def _bench_predicted(compiled: nn.Module, calib, prompts: dict, text, rank: int, margins, timing,
+                     seed: int) -> dict:  # fmt: skip
+    """The predicted path against the exact compiled one, per margin and batch (see the module
+    docstring); held-out text for the quality figures: ``text``, or random ids for a random
+    model."""
+    from taugate.kernels.ffn_predicted import warmup as warmup_predicted
+    from taugate.lm.predicted import fit_predictors_, predicted_quality, set_predicted_
+
+    fit = fit_predictors_(compiled, calib, rank=rank, margin=margins[0], score_margins=margins)
+    blocks = compiled_blocks(compiled)
+    for m in blocks:
+        warmup_predicted(m.predicted)
+    vocab = int(compiled.config.vocab_size)
+    held = text if text is not None else torch.randint(0, vocab, (4 * 128 + 1,),
+                                                       generator=torch.Generator().manual_seed(seed + 7919))  # fmt: skip
+    rows, quality = [], []
+    for margin in margins:
+        set_predicted_(compiled, on=False, margin=margin)
+        q = predicted_quality(compiled, held, max_windows=8 if text is not None else 4)
+        if text is None:  # random ids: bits per byte mean nothing, left out
+            q = {k: v for k, v in q.items() if not k.startswith("bpb")}
+        quality.append({"path": APPROX, "rank": rank, "margin": margin, "margin_text": f"{margin:g}",
+                        "metric": "bits per byte" if text is not None else "top-1 agreement", **q})  # fmt: skip
+        for batch, prompt in prompts.items():
+            rows.append({"batch": batch, "path": APPROX, "rank": rank, "margin": margin,
+                         "margin_text": f"{margin:g}",
+                         **_predicted_timing(compiled, decode_step(compiled, prompt), timing)})  # fmt: skip
+    return {"fit": fit, "rows": rows, "quality": quality, "random_text": text is None}
 
 
 def _prompts(tokens, vocab: int, batch: int, n: int, gen: torch.Generator) -> torch.Tensor:
@@ -237,3 +284,48 @@ def _active(compiled: nn.Module) -> list[float]:
         c = m.last_counts
         out.append(float(np.mean(c)) / m.original_width if c is not None else float("nan"))
     return out
+
+
+def _predicted_timing(compiled: nn.Module, step, timing) -> dict:
+    """Exact vs predicted on one decode step: the FFN kernels alone on the exact step's FFN inputs
+    (recall and computed share over those (token, unit) pairs, truth from the exact kernel), and
+    the whole step."""
+    from taugate.kernels.ffn_predicted import ffn_forward_predicted
+
+    blocks = compiled_blocks(compiled)
+    xs = _ffn_inputs(compiled, step)  # exact gates: the exact path's FFN inputs
+    outs = [np.empty((len(x), m.packed.d_out), np.float32) for x, m in zip(xs, blocks, strict=True)]
+    job = list(zip(xs, blocks, outs, strict=True))
+    truth = sum(int(ffn_forward(m.packed, x)[1].sum()) for x, m, _ in job)
+    got = [ffn_forward_predicted(m.predicted, x)[1:] for x, m, _ in job]
+    hit, comp = sum(int(k.sum()) for k, _ in got), sum(int(c.sum()) for _, c in got)
+
+    def exact():
+        for x, m, o in job:
+            ffn_forward(m.packed, x, out=o, check_finite=False)
+
+    def predicted():
+        for x, m, o in job:
+            ffn_forward_predicted(m.predicted, x, out=o, check_finite=False)
+
+    def decode(on: bool):
+        def f():
+            for m in blocks:
+                m.use_predicted = on
+            return step()
+
+        return f
+
+    k = time_interleaved({"exact": exact, "predicted": predicted}, timing)
+    d = time_interleaved({"exact": decode(False), "predicted": decode(True)}, timing)
+    for m in blocks:
+        m.use_predicted = False
+    units, n = len(xs[0]) * sum(m.width for m in blocks), len(xs[0])
+    return {"kernel_exact_ms": 1e3 * k["exact"].median,
+            "kernel_predicted_ms": 1e3 * k["predicted"].median,
+            "kernel_speedup": k["exact"].median / k["predicted"].median,
+            "recall": hit / truth if truth else 1.0, "computed_share": comp / units,
+            "active_share": truth / units,
+            "decode_exact_tokens_per_s": n / d["exact"].median,
+            "decode_predicted_tokens_per_s": n / d["predicted"].median,
+            "decode_speedup": d["exact"].median / d["predicted"].median}  # fmt: skip

@@ -5,6 +5,11 @@ torch math on the same arrays otherwise (other dtypes, other devices, or autogra
 The function, per token ``x`` (d_model,): ``z = Wz x + bz``; unit j is open iff ``z_j > thr_j``;
 ``h_j = phi(z_j)`` (plain) or ``phi(z_j) * (Wu_j x + bu_j)`` (gated-linear); ``y = bd + sum over
 open j of h_j WdT[j]``, where ``WdT`` is ``down`` transposed with the gains ``gamma`` folded in.
+
+With a gate predictor attached (``predicted``, :mod:`taugate.lm.predicted`) and ``use_predicted``
+on, the block computes the approximate function of :mod:`taugate.kernels.ffn_predicted`: a unit is
+open iff the predictor marks it (``z_hat_j > thr_j - margin sigma_j``) and ``z_j > thr_j``; the
+kernel runs it, and the torch fallback computes the same approximation in torch math.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from torch import nn
 
 from taugate.errors import TauGateError
 from taugate.kernels.ffn import FFNPacked, ffn_forward, ffn_macs
+from taugate.kernels.ffn_predicted import PredictedFFN, ffn_forward_predicted
 from taugate.nn.activations import torch_activation
 
 
@@ -41,6 +47,16 @@ class CompiledFFN(nn.Module):
         self.last_counts: np.ndarray | None = None  # open units per token of the last kernel call
         self.kernel_calls = 0  # calls served by the Numba kernel (the others ran torch math)
         self.use_kernel = True  # False: torch math always (a reference for the kernel)
+        self.predicted: PredictedFFN | None = None  # gate predictor of this block, if fitted
+        self.use_predicted = False  # True (with a predictor): predicted gates (approximate)
+        self.last_computed: np.ndarray | None = None  # computed units per token (predicted call)
+
+    def _predicting(self) -> bool:
+        if not self.use_predicted:
+            return False
+        if self.predicted is None:
+            raise TauGateError(f"{self.name}: use_predicted is on but no predictor is attached")
+        return True
 
     @property
     def width(self) -> int:
@@ -82,9 +98,14 @@ class CompiledFFN(nn.Module):
             if not x2.is_contiguous():
                 x2 = x2.contiguous()
             out = torch.empty((x2.shape[0], d_out), dtype=torch.float32)  # (N, d_out)
-            modes = self.token_modes(x2.shape[0])
-            _, counts = ffn_forward(self.packed, x2.numpy(), modes=modes, out=out.numpy(),
-                                    check_finite=False)  # fmt: skip
+            if self._predicting():
+                _, counts, self.last_computed = ffn_forward_predicted(
+                    self.predicted, x2.numpy(), out=out.numpy(), check_finite=False
+                )
+            else:
+                modes = self.token_modes(x2.shape[0])
+                _, counts = ffn_forward(self.packed, x2.numpy(), modes=modes, out=out.numpy(),
+                                        check_finite=False)  # fmt: skip
             self.last_counts, self.kernel_calls = counts, self.kernel_calls + 1
             return out.reshape(*shape[:-1], d_out)
         return self.torch_forward(x)
@@ -97,13 +118,25 @@ class CompiledFFN(nn.Module):
         m = m if isinstance(m, int) else torch.from_numpy(m).to(x.device)  # int or (N,)
         thr = t["thr"][m]  # (F,) or (N, F)
         z = x2 @ t["wz"].T + t["bz"]  # (N, F)
-        h = self._phi(z) * (z > thr)  # (N, F) * (N, F) bool
+        open_ = z > thr  # (N, F) bool
+        if self._predicting():  # the predictor's marks, in torch math
+            open_ = open_ & self._computed_torch(x2, t["bz"])  # (N, F)
+        h = self._phi(z) * open_  # (N, F) * (N, F) bool
         if self.packed.glu:
             h = h * (x2 @ t["wu"].T + t["bu"])  # (N, F)
         if t["gain"].shape[0]:
             h = h * t["gain"][m]  # (N, F) * (F,) or (N, F): a bank's gains, unfolded
         y = h @ t["wdt"] + t["bd"]  # (N, F) @ (F, d_out) -> (N, d_out)
         return y.reshape(*x.shape[:-1], y.shape[-1])  # (..., d_out)
+
+    def _computed_torch(self, x2: torch.Tensor, bz: torch.Tensor) -> torch.Tensor:
+        """(N, F) bool: the units the predictor marks for x2 (N, d_in), in x2's dtype."""
+        p = self.predicted
+        if p.every:
+            return torch.ones(x2.shape[0], self.width, dtype=torch.bool, device=x2.device)
+        a, b, cut = (torch.from_numpy(v).to(device=x2.device, dtype=x2.dtype)
+                     for v in (p.lowrank.a, p.lowrank.b, p.cut))  # fmt: skip
+        return (x2 @ a) @ b + bz > cut  # (N, r) @ (r, F) + (F,) > (F,)
 
     def macs(self) -> tuple[int, float]:
         """(dense multiply-adds per token of the ORIGINAL block, multiply-adds per token the kernel

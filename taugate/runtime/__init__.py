@@ -21,14 +21,18 @@ from taugate import backends as _registry
 from taugate.runtime.model import AUTO_ROWSKIP_MAX_BATCH, CompiledModel
 from taugate.runtime.synthetic import random_model
 
-BACKENDS = _registry.names(runtime=True)  # the names predict() takes, besides "auto"
+BACKENDS = _registry.names(runtime=True, approximate=False)  # the exact ones predict() takes
+# and the approximate one (needs a predictor: taugate compile --predictor RANK); besides "auto"
+APPROXIMATE_BACKENDS = _registry.names(runtime=True, approximate=True)
 
-__all__ = ["AUTO_ROWSKIP_MAX_BATCH", "BACKENDS", "CompiledModel", "load", "random_model"]
+__all__ = [
+    "APPROXIMATE_BACKENDS", "AUTO_ROWSKIP_MAX_BATCH", "BACKENDS", "CompiledModel", "load", "random_model"
+]  # fmt: skip
 
 
 def load(path) -> CompiledModel:
     """Read and verify the artifact directory at ``path`` (see :mod:`taugate.artifact`)."""
-    from taugate.artifact import read_artifact
+    from taugate.artifact import read_model
 
-    spec, extra = read_artifact(path)
-    return CompiledModel(spec, extra, path=Path(path))
+    spec, extra, predictor = read_model(path)
+    return CompiledModel(spec, extra, path=Path(path), predictor=predictor)

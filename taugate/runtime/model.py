@@ -34,7 +34,8 @@ class CompiledModel:
     """A gated MLP ready to run; build it from a spec, or with :func:`~taugate.runtime.load`,
     :meth:`from_arrays` or :func:`~taugate.runtime.random_model`."""
 
-    def __init__(self, spec: ModelSpec, extra: dict | None = None, path: Path | None = None):
+    def __init__(self, spec: ModelSpec, extra: dict | None = None, path: Path | None = None, *,
+                 predictor=None):  # fmt: skip
         from taugate.artifact import check_extra
 
         if not isinstance(spec, ModelSpec):
@@ -43,6 +44,28 @@ class CompiledModel:
         self.extra = check_extra(extra)  # provenance, compile, ...: the free-form manifest keys
         self._kernels: dict[str, object] = {}  # backend name -> kernel, built on first use
         self._last = None  # (backend, counts (B, L)) of the last call
+        self._predictor = None
+        self.predictor = predictor  # an MLPPredictor (rowskip-predicted) or None
+
+    @property
+    def predictor(self):
+        """The :class:`~taugate.mlp_predictor.MLPPredictor` the approximate ``rowskip-predicted``
+        backend runs (None: the model has none; ``taugate compile --predictor RANK`` fits one).
+        Setting it (e.g. ``model.predictor = model.predictor.with_margin(3)``) rebuilds that
+        backend's kernel on its next call."""
+        return self._predictor
+
+    @predictor.setter
+    def predictor(self, value) -> None:
+        from taugate.mlp_predictor import MLPPredictor
+
+        if value is not None and not isinstance(value, MLPPredictor):
+            raise TauGateError(
+                f"predictor must be an MLPPredictor or None, got {type(value).__name__}"
+            )
+        self._predictor = None if value is None else value.check(self.spec)
+        for name in [n for n, k in self._kernels.items() if getattr(k, "uses_predictor", False)]:
+            del self._kernels[name]
 
     @classmethod
     def from_arrays(cls, layers: list[dict], tensors: dict, extra: dict | None = None):
@@ -66,7 +89,7 @@ class CompiledModel:
         """The manifest this model has (or would have) as an artifact, without the sha256."""
         from taugate.artifact import manifest_of
 
-        return manifest_of(self.spec, self.extra)
+        return manifest_of(self.spec, self.extra, predictor=self.predictor)
 
     @property
     def tensors(self) -> dict[str, np.ndarray]:
@@ -83,7 +106,7 @@ class CompiledModel:
         """Write this model as an artifact directory (see ``taugate.artifact.write_artifact``)."""
         from taugate.artifact import write_artifact
 
-        return write_artifact(path, self.spec, self.extra, force=force)
+        return write_artifact(path, self.spec, self.extra, force=force, predictor=self.predictor)
 
     def to_onnx(self, *, opset: int = 17):
         """This model as an ``onnx.ModelProto`` (see :mod:`taugate.export`); needs ``[onnx]``."""

@@ -1,4 +1,5 @@
-"""The runtime backends' kernels (``dense``, ``compact``, ``rowskip``, ``rowskip-batched``), built by the factories that
+"""The runtime backends' kernels (``dense``, ``compact``, ``rowskip``, ``rowskip-batched`` and the
+approximate ``rowskip-predicted``), built by the factories that
 :mod:`taugate.backends` names. Each kernel takes a checked float32 (B, n_in) batch and returns
 ``(logits, counts)``; see ``ModelSpec.forward`` for the counts."""
 
@@ -76,3 +77,42 @@ def rowskip(model) -> RowSkipKernel:
 def rowskip_batched(model) -> RowSkipKernel:
     """The blocked batched path for every batch size (:func:`taugate.kernels._njit.batch_blocked`)."""
     return RowSkipKernel(model.spec, blocked=True)
+
+
+class PredictedKernel:
+    """The approximate predicted-gate kernels of :mod:`taugate.kernels.predicted` on the model's
+    packed weights and predictor (at the predictor's margin)."""
+
+    uses_predictor = True  # CompiledModel drops this kernel when its predictor changes
+
+    def __init__(self, model) -> None:
+        from taugate.errors import TauGateError
+        from taugate.kernels.predicted import pack_predicted
+
+        if model.predictor is None:
+            raise TauGateError(
+                "rowskip-predicted needs a predictor: compile with `taugate compile --predictor "
+                "RANK` (or set CompiledModel.predictor)"
+            )
+        packed = rs.pack(list(model.spec.weights), list(model.spec.biases), list(model.spec.taus))
+        self.pp = pack_predicted(packed, model.predictor.layers, margin=model.predictor.margin)
+        self.last_computed: np.ndarray | None = None  # (B, L - 1) units computed, last call
+
+    def __call__(self, x: np.ndarray, check_finite: bool, threads: int | None = None):
+        from taugate.kernels.predicted import run
+
+        if x.shape[0] == 1:  # the hot path: serial batch 1
+            out, counts, self.last_computed = run(self.pp, x, check_finite)
+            return out, counts
+        with numba_threads(threads) as n:
+            out, counts, self.last_computed = run(self.pp, x, check_finite, n)
+        return out, counts
+
+    def warmup(self) -> None:
+        from taugate.kernels.predicted import warmup
+
+        warmup(self.pp)
+
+
+def rowskip_predicted(model) -> PredictedKernel:
+    return PredictedKernel(model)

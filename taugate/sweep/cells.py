@@ -64,7 +64,15 @@ class CellRunner:
         spec, report = compile_model(model, d.xa_train[idx], CompileConfig())
         prov = {**self.provenance(), "method": "taugate", "lambda": lam, "seed": seed,
                 "sizes": d.sizes_for(rc.hidden), "target_angle": rc.angle}  # fmt: skip
-        compiled = CompiledModel(spec, {"provenance": prov, "compile": report})
+        predictor = None
+        if cfg.predictor_rank:
+            from taugate.mlp_predictor import fit_mlp_predictor
+            from taugate.predictor import PredictorConfig
+
+            m0 = 2.0 if 2.0 in cfg.margins else cfg.margins[0]  # the artifact's default margin
+            pc = PredictorConfig(rank=min(cfg.predictor_rank, *spec.sizes[1:-1]), margin=m0)
+            predictor = fit_mlp_predictor(spec, d.xa_train[idx], pc)
+        compiled = CompiledModel(spec, {"provenance": prov, "compile": report}, predictor=predictor)
         compiled.save(self.out / "artifacts" / f"w{width}-s{seed}-l{lam:g}.taugate")
         for name, x in (("0", d.x0_test), ("angle", d.xa_test)):
             logits = compiled.predict(x, backend="compact")
@@ -76,10 +84,32 @@ class CellRunner:
         cell["units_kept"] = ";".join(map(str, report["units_kept"]))
         timing = TimingConfig(rounds=cfg.rounds, sample_seconds=cfg.sample_seconds)
         bench_rows, binfo = bench_model(compiled, d.xa_test[:BENCH_POOL], cfg.batch_sizes, cfg.backends,
-                                        cfg.threads, timing, module=model)  # fmt: skip
+                                        cfg.threads, timing, module=model,
+                                        margins=cfg.margins if predictor else None)  # fmt: skip
+        full = _predicted_quality(compiled, cfg.margins, d) if predictor else {}
+        exact_ms = {r["batch"]: r["median_ms"] for r in bench_rows if r["backend"] == "rowskip"}
         rows = []
         for r in bench_rows:
+            r.pop("quality", None)  # measured on the whole test set instead (full)
+            if r["backend"] in full:
+                r.update(full[r["backend"]])
+                r["speedup_vs_rowskip"] = exact_ms.get(r["batch"], float("nan")) / r["median_ms"]
             timed = {k: v for k, v in r.items() if not k.startswith("active_")}
             timed["timed_active_mean"] = r["active_mean"]  # share on the timed batch itself
             rows.append({**cell, **timed, "compile_seconds": binfo["compile_seconds"]})
         return rows
+
+
+def _predicted_quality(compiled, margins, d) -> dict[str, dict]:
+    """Per predicted backend label, its quality on the whole test set at the angle (flat
+    ``pred_*`` fields and ``acc_angle_predicted``; see :func:`taugate.bench.predicted.quality`)."""
+    from taugate.bench import predicted
+
+    out = {}
+    for name, variant in predicted.variants(compiled, margins).items():
+        q = predicted.quality(variant, d.xa_test, d.y_test)
+        out[name] = {"pred_margin": q["margin"], "pred_rank": q["rank"], "pred_recall": q["recall"],
+                     "pred_computed": q["computed_share"], "pred_agreement": q["agreement"],
+                     "acc_angle_predicted": q["accuracy_predicted"],
+                     "pred_acc_change": q["accuracy_change_points"]}  # fmt: skip
+    return out

@@ -35,6 +35,8 @@ class SweepConfig:
     calib_size: int = 2000  # calibration inputs for compaction
     rounds: int = 15  # timing samples per backend and batch size
     sample_seconds: float = 0.004  # target duration of one timing sample
+    predictor_rank: int = 0  # rank of the low-rank predictor fitted per cell (0: none, exact only)
+    margins: tuple[float, ...] = (1.0, 2.0, 3.0)  # predictor margins timed (with predictor_rank)
 
     def __post_init__(self) -> None:
         if not isinstance(self.study, ReproduceConfig):
@@ -51,6 +53,21 @@ class SweepConfig:
         self.widths = tuple(int(w) for w in self.widths)
         self.batch_sizes = tuple(int(b) for b in self.batch_sizes)
         self.backends = registry.select(self.backends or None, defaults_only=False)[0]
+        self.margins = tuple(float(m) for m in self.margins)
+        if isinstance(self.predictor_rank, bool) or not isinstance(self.predictor_rank, int) \
+                or self.predictor_rank < 0:  # fmt: skip
+            raise TauGateError(
+                f"predictor rank must be an integer >= 0, got {self.predictor_rank!r}"
+            )
+        if self.predictor_rank and (not self.margins or not all(map(math.isfinite, self.margins))):
+            raise TauGateError(
+                f"predictor margins must be finite numbers, got {list(self.margins)}"
+            )
+        approx = [b for b in self.backends if registry.get(b).approximate]
+        if self.predictor_rank:  # the approximate backend is timed at every margin
+            self.backends = (*self.backends, *(() if approx else ("rowskip-predicted",)))
+        elif approx:
+            raise TauGateError(f"backend {approx[0]} needs --predictor RANK (a predictor per cell)")
         for name, vals in (("width", self.widths), ("batch size", self.batch_sizes)):
             if not vals or min(vals) < 1:
                 raise TauGateError(f"every {name} must be >= 1, got {list(vals)}")
@@ -77,8 +94,12 @@ class SweepConfig:
         return cls(study=ReproduceConfig(**study), **kw)  # __post_init__ sets TauGate alone
 
     def to_dict(self) -> dict:
-        """Flat and JSON-able: the study's fields (but those each cell sets) and the sweep's."""
-        return flat_dict(self, PER_CELL)
+        """Flat and JSON-able: the study's fields (but those each cell sets) and the sweep's; the
+        predictor's only when it has one (so sweeps without stay resumable from older versions)."""
+        d = flat_dict(self, PER_CELL)
+        if not self.predictor_rank:
+            del d["predictor_rank"], d["margins"]
+        return d
 
     def cell_config(self, width: int, lam: float) -> ReproduceConfig:
         """The study of one cell: TauGate alone at ``lam``, hidden layers ``width`` wide."""

@@ -200,6 +200,39 @@ def plot_latency_vs_batch(rows: Iterable[dict], out_stem: Path, lam: float | Non
     return save_figure(latency_figure(rows, lam, width), out_stem)
 
 
+def predicted_figure(rows: Iterable[dict], batch: int = 1):
+    """The predicted gates' Pareto front: accuracy change (points, vs exact hard gates) against
+    the speedup over exact row-skip at ``batch``, one series per (width, λ), points labelled with
+    the margin (mean over seeds)."""
+    plt = _plt()
+    items = [r for r in normalise(rows)
+             if r["backend"].startswith("rowskip-predicted") and r["batch"] == batch]  # fmt: skip
+    stats = aggregate(items, ("width", "lambda", "pred_margin"),
+                      ("pred_acc_change", "speedup_vs_rowskip", "pred_recall"))  # fmt: skip
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for w, lam in sorted({(s["width"], s["lambda"]) for s in stats}):
+        pts = sorted((s for s in stats if s["width"] == w and s["lambda"] == lam),
+                     key=lambda s: s["pred_margin"])  # fmt: skip
+        x = [s["speedup_vs_rowskip_mean"] for s in pts]
+        y = [s["pred_acc_change_mean"] for s in pts]
+        ax.plot(x, y, marker="o", label=f"width {w}, λ={lam:g}")
+        for s, xi, yi in zip(pts, x, y):
+            ax.annotate(f"m={s['pred_margin']:g}", (xi, yi), textcoords="offset points",
+                        xytext=(4, 4), fontsize=7)  # fmt: skip
+    if not stats:
+        _no_data(ax, f"no rowskip-predicted timings at batch {batch}")
+    ax.axvline(1.0, color="grey", linewidth=0.8, linestyle=":")
+    ax.axhline(0.0, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xlabel(f"speedup over exact rowskip, batch {batch}")
+    ax.set_ylabel("accuracy change vs exact hard gates (points)")
+    ax.set_title("Predicted gates (approximate): speed vs accuracy, over λ and margin")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
 def write_figures(out_dir: str | os.PathLike, rows: Iterable[dict],
                   paper_lambda: float | None = None) -> list[Path]:  # fmt: skip
     """Write pareto, speedup_vs_active (batch 1 if measured, else the smallest batch) and
@@ -211,4 +244,6 @@ def write_figures(out_dir: str | os.PathLike, rows: Iterable[dict],
     paths = plot_pareto(rows, fig_dir / "pareto", paper_lambda)
     paths += plot_speedup_vs_active(rows, fig_dir / "speedup_vs_active", batch=batch)
     paths += plot_latency_vs_batch(rows, fig_dir / "latency_vs_batch")
+    if any(str(r.get("backend", "")).startswith("rowskip-predicted") for r in rows):
+        paths += save_figure(predicted_figure(rows, batch), fig_dir / "predicted_pareto")
     return paths

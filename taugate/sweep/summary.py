@@ -197,12 +197,52 @@ def _beaten(summ: list[dict]) -> list[str]:
     ]
 
 
+PRED_FIELDS = ("pred_recall", "pred_computed", "pred_acc_change", "speedup_vs_rowskip")
+
+
+def approximate(backend: str) -> bool:
+    """A row of the approximate predicted backend (its label is ``rowskip-predicted (...)``)."""
+    return backend.startswith("rowskip-predicted")
+
+
+def _predicted_tables(pred: list[dict]) -> list[str]:
+    """Per width: λ x margin, recall, units computed, accuracy change and speedup vs exact
+    row-skip at each batch size (mean ± std over seeds)."""
+    out = ["## Predicted gates (APPROXIMATE)", "",
+           "rowskip-predicted computes z only for the units a low-rank predictor marks (guess > "
+           "threshold - margin x its error std) and gates those exactly; recall = share of the "
+           "truly open (input, unit) pairs that were computed, on the whole test set at the angle; "
+           "accuracy change against the exact hard gates, in points; speedup against exact "
+           "rowskip in the same timing run.", ""]  # fmt: skip
+    summ = aggregate(pred, ("width", "lambda", "pred_margin", "batch"), PRED_FIELDS)
+    for w in sorted({s["width"] for s in summ}):
+        batches = sorted({s["batch"] for s in summ if s["width"] == w})
+        keys = sorted({(s["lambda"], s["pred_margin"]) for s in summ if s["width"] == w})
+        by = {(s["lambda"], s["pred_margin"], s["batch"]): s for s in summ if s["width"] == w}
+        body = []
+        for lam, m in keys:
+            first = by[(lam, m, batches[0])]
+            body.append([f"{lam:g}", f"{m:g}", _pm_of(first, "pred_recall", 100),
+                         _pm_of(first, "pred_computed", 100, 1),
+                         _pm_of(first, "pred_acc_change", unit=" pt"),
+                         *(_pm_of(by.get((lam, m, b), {}), "speedup_vs_rowskip", unit="x")
+                           for b in batches)])  # fmt: skip
+        header = ["λ", "margin", "recall %", "computed %", "accuracy change",
+                  *(f"vs rowskip, batch {b}" for b in batches)]  # fmt: skip
+        out += [
+            Table(f"Width {w}: predicted gates (mean ± std over seeds)", header, body).markdown()
+        ]
+    return out
+
+
 def summary_markdown(rows: Iterable[dict], meta: dict | None = None) -> str:
     """The sweep's ``summary.md``: header and machine, accuracy tables per width, speed tables
     per width and batch, the cells where row skipping does not beat the compact backend, and
     those where any backend beats it."""
     meta = dict(meta or {})
-    items = normalise(rows)
+    every = normalise(rows)
+    pred = [r for r in every if approximate(r["backend"])]
+    items = [r for r in every if not approximate(r["backend"])]  # the exact backends
     summ = aggregate(items, GROUP_KEYS, (*CELL_FIELDS, *TIMING_FIELDS))
     cells = aggregate(cell_rows(items), ("width", "lambda"), CELL_FIELDS)
     lines = _header(items, meta)
@@ -212,6 +252,8 @@ def summary_markdown(rows: Iterable[dict], meta: dict | None = None) -> str:
     lines += _speed_tables(summ, cells)
     lines += _not_paying(summ)
     lines += _beaten(summ)
+    if pred:
+        lines += _predicted_tables(pred)
     return "\n".join(lines)
 
 
