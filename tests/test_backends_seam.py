@@ -152,7 +152,9 @@ def test_a_registered_runtime_backend_runs_in_predict(toys, model, x, capsys):
         "rowskip-predicted",
     )
     text = _help("predict", capsys)
-    assert f"dense | compact | {TOY_RT} | rowskip | rowskip-batched | rowskip-predicted | auto" in text
+    assert (
+        f"dense | compact | {TOY_RT} | rowskip | rowskip-batched | rowskip-predicted | auto" in text
+    )
     assert f"{TOY_RT}: {TOY_RT_HELP}" in text
     assert f"{TOY}:" not in text  # not a runtime backend: predict does not take it
 

@@ -16,7 +16,7 @@ from taugate.kernels import predicted as kp
 from taugate.kernels import rowskip
 from taugate.mlp_predictor import MLPPredictor, fit_mlp_predictor
 from taugate.predictor import LowRank, PredictorConfig, fit_lowrank
-from taugate.runtime import CompiledModel, load, random_model
+from taugate.runtime import load, random_model
 from taugate.spec import ModelSpec
 
 try:
