@@ -136,19 +136,23 @@ def from_artifact(entry, tensors: dict, spec: ModelSpec, where: str) -> MLPPredi
 
 
 def fit_mlp_predictor(spec: ModelSpec, calib_x: np.ndarray, cfg: PredictorConfig) -> MLPPredictor:
-    """Fit a low-rank predictor to every hidden layer of ``spec`` on the inputs each layer sees
-    for ``calib_x`` (exact hard gates): on the first 75 % of the rows, scored (computed share,
-    recall, and the sign-bit kind for comparison) on the rest; then refitted on every row."""
+    """Fit a low-rank predictor to hidden layer 0 (``cfg.layers == "first"``) or to every hidden
+    layer of ``spec`` on the inputs each layer sees for ``calib_x`` (exact hard gates): on the
+    first 75 % of the rows, scored (computed share, recall, and the sign-bit kind for comparison)
+    on the rest; then refitted on every row."""
     if cfg.kind != "lowrank":
         raise TauGateError("the kernels run lowrank predictors only; signbit is measured in "
                            "the fit report of every lowrank fit")  # fmt: skip
     x = np.asarray(calib_x, np.float32)
     if len(x) < 8:
         raise TauGateError(f"predictor calibration needs at least 8 inputs, got {len(x)}")
-    ins = [x, *spec.hidden_outputs(x)]  # input of every layer
+    ins = [x, *spec.hidden_outputs(x)] if cfg.layers == "all" else [x]  # input of each layer
     cut = max(1, int(len(x) * (1 - HELD_OUT)))
     layers, report = [], []
     for i, e in enumerate(spec.layers[:-1]):
+        if i > 0 and cfg.layers == "first":
+            layers.append(None)
+            continue
         w, b, thr = spec.weights[i], spec.biases[i], spec.thresholds[i]
         where = f"hidden layer {i} ({e.n_in} -> {e.n_out})"
         held = fit_lowrank(ins[i][:cut], w, b, cfg.rank, where=where)

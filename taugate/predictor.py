@@ -41,8 +41,14 @@ class PredictorConfig:
     rank: int = 16  # columns of the low-rank map; 1 <= rank <= min(in, out) of every gated layer
     kind: str = "lowrank"  # lowrank (run by the kernels) or signbit (measured for comparison)
     margin: float = 2.0  # default safety margin in prediction-error stds (a run may change it)
+    # MLP layers that get one: "first", layer 0 alone (the dense first pass; a later layer's
+    # input is already sparse, and row-skip reads only its open inputs' rows, which measured
+    # cheaper than the predicted layer's dense dot products), or "all" hidden layers
+    layers: str = "first"
 
     def __post_init__(self) -> None:
+        if self.layers not in ("first", "all"):
+            raise TauGateError(f"predictor layers must be 'first' or 'all', got {self.layers!r}")
         if isinstance(self.rank, bool) or not isinstance(self.rank, (int, np.integer)):
             raise TauGateError(f"predictor rank must be an integer, got {self.rank!r}")
         if self.rank < 1:

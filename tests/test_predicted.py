@@ -112,7 +112,8 @@ def test_margin_inf_is_exact_row_skip():
     model = random_model([784, 96, 64, 10], 0.3, seed=3)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((40, 784)).astype(np.float32)
-    model.predictor = fit_mlp_predictor(model.spec, x, PredictorConfig(rank=8, margin=np.inf))
+    model.predictor = fit_mlp_predictor(model.spec, x, PredictorConfig(rank=8, margin=np.inf,
+                                                                       layers="all"))  # fmt: skip
     exact = model.predict(x, backend="rowskip")
     counts_exact = model.last_stats["active_counts"]
     for xs in (x, x[:1]):
@@ -122,6 +123,10 @@ def test_margin_inf_is_exact_row_skip():
     assert model.last_stats["active_counts"] == counts_exact
     computed = model.kernel("rowskip-predicted").last_computed
     np.testing.assert_array_equal(computed, np.tile([96, 64], (40, 1)))
+    model.predictor = fit_mlp_predictor(model.spec, x, PredictorConfig(rank=8, margin=1.0))
+    assert model.predictor.layers[1] is None  # the default: the dense first layer alone
+    model.predict(x, backend="rowskip-predicted")
+    assert (model.kernel("rowskip-predicted").last_computed[:, 1] == 64).all()
 
 
 def test_a_finite_margin_trades_recall_for_work():
@@ -144,7 +149,9 @@ def test_the_artifact_stores_the_predictor_and_old_ones_still_load(tmp_path):
     assert load(old).predictor is None
     assert "predictor" not in json.loads((old / "manifest.json").read_text())
     x = np.random.default_rng(2).standard_normal((50, 32)).astype(np.float32)
-    model.predictor = fit_mlp_predictor(model.spec, x, PredictorConfig(rank=4, margin=np.inf))
+    model.predictor = fit_mlp_predictor(
+        model.spec, x, PredictorConfig(rank=4, margin=np.inf, layers="all")
+    )
     path = model.save(tmp_path / "new.taugate")
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["predictor"]["kind"] == "lowrank" and manifest["predictor"]["rank"] == 4
@@ -185,7 +192,7 @@ def _tamper(path, fn):
 def test_a_predictor_that_does_not_fit_its_model_is_refused(tmp_path, edit, message):
     model = random_model([32, 24, 16, 4], 0.4, seed=2)
     x = np.random.default_rng(2).standard_normal((50, 32)).astype(np.float32)
-    model.predictor = fit_mlp_predictor(model.spec, x, PredictorConfig(rank=4))
+    model.predictor = fit_mlp_predictor(model.spec, x, PredictorConfig(rank=4, layers="all"))
     path = model.save(tmp_path / "m.taugate")
     _tamper(path, edit)
     with pytest.raises(TauGateError) as e:
@@ -200,7 +207,10 @@ def test_bad_ranks_margins_and_shapes_get_one_line_errors():
         with pytest.raises(TauGateError, match="predictor rank must be >= 1"):
             PredictorConfig(rank=rank)
     with pytest.raises(TauGateError, match=r"rank must be in 1\.\.16 for a layer of 24 inputs"):
-        fit_mlp_predictor(model.spec, x, PredictorConfig(rank=20))
+        fit_mlp_predictor(model.spec, x, PredictorConfig(rank=20, layers="all"))
+    assert fit_mlp_predictor(model.spec, x, PredictorConfig(rank=20)).layers[1] is None
+    with pytest.raises(TauGateError, match="layers must be 'first' or 'all'"):
+        PredictorConfig(layers="some")
     with pytest.raises(TauGateError, match="margin must be a number or"):
         PredictorConfig(margin=float("nan"))
     with pytest.raises(TauGateError, match="needs a predictor: compile with"):

@@ -64,6 +64,14 @@ def register(sub) -> None:
         "inputs, for the approximate rowskip-predicted backend (1 <= RANK <= min(in, out))",
     )
     p.add_argument(
+        "--predictor-layers",
+        choices=("first", "all"),
+        default="first",
+        help="hidden layers that get a predictor: first (default: layer 0, whose input is dense; "
+        "a later layer's input is sparse already, and skipping its shut inputs measured cheaper) "
+        "or all",
+    )
+    p.add_argument(
         "--predictor-margin",
         type=margin,
         default=2.0,
@@ -101,7 +109,8 @@ def run(args) -> int:
 
     cfg = CompileConfig(min_rate=args.min_rate, compact=not args.no_compact)
     pred = None if args.predictor is None else PredictorConfig(rank=args.predictor,
-                                                               margin=args.predictor_margin)  # fmt: skip
+                                                               margin=args.predictor_margin,
+                                                               layers=args.predictor_layers)  # fmt: skip
     extra = compile_checkpoint(
         args.model, args.out, calib_data=args.calib_data, calib_size=args.calib_size,
         angle=args.angle, data_dir=args.data_dir, eval_size=args.eval_size, evaluate=not args.no_eval,

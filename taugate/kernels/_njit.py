@@ -43,15 +43,19 @@ def width(meta):
 @njit()
 def collect_inputs(x, idx, vals):
     """Nonzero features of x as (idx, vals) (zero features are skipped like shut units); returns
-    (count, finite). Branch-free: every feature is written, the count moves only past nonzeros."""
-    n = 0
+    (count, finite). The finiteness probe is its own loop, which vectorises; the list loop
+    branches (measured 0.4-0.5 µs for 784 features of mnist / fashion-mnist images, against
+    0.84 µs branch-free: image zeros come in runs the branch predictor follows)."""
     probe = np.float32(0.0)
     for k in range(x.shape[0]):
+        probe += x[k] * np.float32(0.0)  # NaN iff some feature is NaN or inf
+    n = 0
+    for k in range(x.shape[0]):
         v = x[k]
-        idx[n] = k
-        vals[n] = v
-        n += v != 0.0
-        probe += v * np.float32(0.0)  # NaN iff some feature is NaN or inf
+        if v != 0.0:
+            idx[n] = k
+            vals[n] = v
+            n += 1
     return n, probe == 0.0
 
 

@@ -50,15 +50,32 @@ def widths(meta, qm):
 
 @njit()
 def collect_inputs(x, idx, vals):
-    """Nonzero features of x as (idx, vals); returns (count, finite). Branch-free."""
+    """Nonzero features of x as (idx, vals) (zero features are skipped like shut units); returns
+    (count, finite). The finiteness probe is its own loop, which vectorises; the list loop
+    branches (measured 0.4-0.5 µs for 784 features of mnist / fashion-mnist images, against
+    0.84 µs branch-free: image zeros come in runs the branch predictor follows)."""
+    probe = np.float32(0.0)
+    for k in range(x.shape[0]):
+        probe += x[k] * np.float32(0.0)  # NaN iff some feature is NaN or inf
+    n = 0
+    for k in range(x.shape[0]):
+        v = x[k]
+        if v != 0.0:
+            idx[n] = k
+            vals[n] = v
+            n += 1
+    return n, probe == 0.0
+
+
+@njit()
+def count_inputs(x):
+    """(nonzero features, finite) of x, in one loop that vectorises (no list: for a predicted
+    layer 0, which reads x densely)."""
     n = 0
     probe = np.float32(0.0)
     for k in range(x.shape[0]):
-        v = x[k]
-        idx[n] = k
-        vals[n] = v
-        n += v != 0.0
-        probe += v * np.float32(0.0)  # NaN iff some feature is NaN or inf
+        n += x[k] != 0.0
+        probe += x[k] * np.float32(0.0)  # NaN iff some feature is NaN or inf
     return n, probe == 0.0
 
 
@@ -175,11 +192,15 @@ def one_sample(p, meta, q, qm, x, out, stats, comp, z, idx, vals, xd, t, seq, ca
     """The whole pass of one sample; stats = [input nonzeros, open units per hidden layer], comp
     = candidates per hidden layer (the layer's width where it has no predictor). Returns 1 if
     ``check`` and x is not finite (nothing else computed), else 0."""
-    nz, ok = collect_inputs(x, idx, vals)
+    L = meta.shape[0]
+    if L > 1 and qm[0, RANK] > 0:  # layer 0 predicted: it reads x densely, no input list needed
+        nz, ok = count_inputs(x)
+    else:
+        nz, ok = collect_inputs(x, idx, vals)
     stats[0] = nz
     if check and not ok:
         return 1
-    L, n = meta.shape[0], nz
+    n = nz
     for i in range(L):
         s = meta[i, STRIDE]
         if i < L - 1 and qm[i, RANK] > 0:
