@@ -119,18 +119,19 @@ def run(pp: PredictedPacked, x: np.ndarray, check_finite: bool, nth: int = 1):
     """:func:`forward` without its input checks: x C-contiguous float32 (B, n_in), B >= 1."""
     p = pp.packed
     B, L = x.shape[0], len(p.sizes) - 1
+    # every entry is written by the kernel (for a finite row; a bad row raises)
     out = np.empty((B, p.sizes[-1]), np.float32)  # (B, n_out)
-    stats = np.zeros((B, L), np.int64)  # (B, L)
-    comp = np.zeros((B, max(1, L - 1)), np.int64)  # (B, L - 1) candidates per hidden layer
+    stats = np.empty((B, L), np.int64)  # (B, L)
+    comp = np.empty((B, max(1, L - 1)), np.int64)  # (B, L - 1) candidates per hidden layer
     if B == 1:
         if _k.one(p.params, p.meta, pp.q, pp.qmeta, x, out, stats, comp, check_finite):
             report_bad_rows(np.ones(1, bool))
-        return out, stats, comp[:, : L - 1]
+        return out, stats, comp if L > 1 else comp[:, :0]
     bad = np.zeros(B, np.int8)
     _k.batch(p.params, p.meta, pp.q, pp.qmeta, x, out, stats, comp, bad, check_finite, nth)
     if check_finite:
         report_bad_rows(bad)
-    return out, stats, comp[:, : L - 1]
+    return out, stats, comp if L > 1 else comp[:, :0]
 
 
 def forward(pp: PredictedPacked, x: np.ndarray, *, check_finite: bool = True,

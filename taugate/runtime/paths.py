@@ -8,6 +8,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from taugate.kernels import predicted as kp
 from taugate.kernels import rowskip as rs
 from taugate.kernels.layout import report_bad_rows
 from taugate.kernels.threads import numba_threads
@@ -87,7 +88,6 @@ class PredictedKernel:
 
     def __init__(self, model) -> None:
         from taugate.errors import TauGateError
-        from taugate.kernels.predicted import pack_predicted
 
         if model.predictor is None:
             raise TauGateError(
@@ -95,23 +95,19 @@ class PredictedKernel:
                 "RANK` (or set CompiledModel.predictor)"
             )
         packed = rs.pack(list(model.spec.weights), list(model.spec.biases), list(model.spec.taus))
-        self.pp = pack_predicted(packed, model.predictor.layers, margin=model.predictor.margin)
+        self.pp = kp.pack_predicted(packed, model.predictor.layers, margin=model.predictor.margin)
         self.last_computed: np.ndarray | None = None  # (B, L - 1) units computed, last call
 
     def __call__(self, x: np.ndarray, check_finite: bool, threads: int | None = None):
-        from taugate.kernels.predicted import run
-
         if x.shape[0] == 1:  # the hot path: serial batch 1
-            out, counts, self.last_computed = run(self.pp, x, check_finite)
+            out, counts, self.last_computed = kp.run(self.pp, x, check_finite)
             return out, counts
         with numba_threads(threads) as n:
-            out, counts, self.last_computed = run(self.pp, x, check_finite, n)
+            out, counts, self.last_computed = kp.run(self.pp, x, check_finite, n)
         return out, counts
 
     def warmup(self) -> None:
-        from taugate.kernels.predicted import warmup
-
-        warmup(self.pp)
+        kp.warmup(self.pp)
 
 
 def rowskip_predicted(model) -> PredictedKernel:
