@@ -133,7 +133,10 @@ def run(args) -> int:
     else:
         print("accuracy before/after not measured (see the warning above)")
     if "predictor" in rep:
+        from taugate.runtime import load
+
         _print_predictor(rep["predictor"])
+        _print_kinds(load(args.out).predictor.fit)
     return 0
 
 
@@ -149,3 +152,15 @@ def _print_predictor(p: dict) -> None:
     if "accuracy_predicted" in p:
         print(f"accuracy exact {100 * p['accuracy_exact']:.2f}% -> predicted "
               f"{100 * p['accuracy_predicted']:.2f}% (approximate)")  # fmt: skip
+
+
+def _print_kinds(fit: dict) -> None:
+    """The fit report's comparison of the predictor kinds, per predicted layer."""
+    for layer in fit.get("layers", []):
+        cells = [
+            f"{k['kind']} m={k['margin']:g}: recall {100 * k['recall']:.2f}%, computed "
+            f"{100 * k['computed']:.1f}%"
+            for k in layer["kinds"]
+        ]
+        print(f"predictor kinds, hidden layer {layer['layer']} ({layer['held_out']} held-out "
+              f"calibration inputs, {100 * layer['active']:.1f}% active): " + "; ".join(cells))  # fmt: skip

@@ -11,7 +11,7 @@ prompt, the same step on every call) with the interleaved harness of :mod:`tauga
   The FFN's share of decode time is ``f = 1 - t(no-ffn) / t(torch)``.
 
 Caps: the FFN work cap is dense FFN multiply-adds / the multiply-adds the kernel still needs (the
-``z`` pass counted dense: nothing predicts yet which units fire); the end-to-end cap is Amdahl's
+``z`` pass counted dense: the exact kernel computes every unit's z); the end-to-end cap is Amdahl's
 ``1 / ((1 - f) + f / ffn_cap)``. Each is reported with the share of it reached. The FFN kernel is
 also timed alone, on the step's own FFN inputs, against the project's own dense FFN kernel.
 

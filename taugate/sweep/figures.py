@@ -225,7 +225,7 @@ def predicted_figure(rows: Iterable[dict], batch: int = 1):
     ax.axhline(0.0, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xlabel(f"speedup over exact rowskip, batch {batch}")
     ax.set_ylabel("accuracy change vs exact hard gates (points)")
-    ax.set_title("Predicted gates (approximate): speed vs accuracy, over λ and margin")
+    ax.set_title("Predicted gates (approximate), over λ and margin")
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="best")
