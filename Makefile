@@ -9,7 +9,7 @@ DATASET ?= mnist-10k
 DEMO_OUT ?= runs/demo
 # every optional extra that installs on Linux, so that no test is skipped for lack of a package
 # (directml is Windows/WSL only)
-EXTRAS ?= onnx,hf
+EXTRAS ?= onnx,hf,ray
 DATA_FLAG := $(if $(DATA_DIR),--data-dir $(DATA_DIR),)
 
 .PHONY: demo test lint bench install clean

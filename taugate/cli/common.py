@@ -154,3 +154,32 @@ def add_predictor_args(p, *, what: str) -> None:
         help="predictor margins to time, in stds of each unit's prediction error ('inf': every "
         "unit computed, exact; default: the predictor's own, 2 when fitted here)",
     )
+
+
+def add_executor_args(p) -> None:
+    """``--executor local|ray``, ``--ray-address``, ``--workers`` (see taugate.executor)."""
+    p.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local (default): every task in this process; ray: the training tasks on Ray "
+        "(needs taugate[ray]), timing afterwards on this machine alone",
+    )
+    p.add_argument(
+        "--ray-address",
+        metavar="auto|HOST:PORT",
+        help="with --executor ray: join this running cluster (auto: the one `ray start` made "
+        "here); default: start a local Ray",
+    )
+    p.add_argument(
+        "--workers",
+        type=int_at_least("--workers", 1),
+        help="with --executor ray and no --ray-address: CPUs of the local Ray (default all)",
+    )
+
+
+def executor_from(args):
+    """The :class:`taugate.executor.ExecutorConfig` of the parsed executor flags."""
+    from taugate.executor import ExecutorConfig
+
+    return ExecutorConfig(args.executor, args.ray_address, args.workers)

@@ -8,6 +8,8 @@ from pathlib import Path
 from taugate.cli.common import (
     add_command,
     add_data_args,
+    add_executor_args,
+    executor_from,
     int_at_least,
     int_list,
     name_list,
@@ -21,6 +23,7 @@ EXAMPLES = """examples:
   taugate reproduce --dataset fashion-mnist --seeds 1 --device cpu --out runs/fmnist
   taugate reproduce --dataset mnist --angle 90 --lambda 3e-3 --methods taugate,lora,fullft
   taugate reproduce --config runs/fmnist/config.json --out runs/fmnist-again
+  taugate reproduce --dataset fashion-mnist --seeds 3 --executor ray --workers 2 --out runs/fmnist-ray
 """
 
 
@@ -129,6 +132,7 @@ def register(sub) -> None:
         help="write into a folder that already holds results, or that taugate reproduce did not "
         "write (only the study's files are replaced)",
     )
+    add_executor_args(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -155,8 +159,10 @@ def run(args) -> int:
     from taugate.reproduce import reproduce
 
     cfg = config_from_args(args)
+    executor = executor_from(args)  # checked before any work
     out = Path(args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
-    res = reproduce(cfg, out, data_dir=args.data_dir, quiet=args.quiet, force=args.force)
+    res = reproduce(cfg, out, data_dir=args.data_dir, quiet=args.quiet, force=args.force,
+                    executor=executor)  # fmt: skip
     print((out / "tables" / "main.md").read_text())
     if (out / "tables" / "overlap.md").exists():
         print((out / "tables" / "overlap.md").read_text())

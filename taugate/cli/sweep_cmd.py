@@ -8,7 +8,9 @@ import math
 from taugate.cli.common import (
     add_command,
     add_data_args,
+    add_executor_args,
     add_predictor_args,
+    executor_from,
     int_at_least,
     int_list,
     name_list,
@@ -20,6 +22,8 @@ EXAMPLES = """examples:
   taugate sweep --dataset fashion-mnist --widths 128,512,2048 --lambdas 0,1e-2,3e-2 --seeds 1 --out runs/wide
   taugate sweep ... --out runs/sweep            # rerun: finished cells are skipped
   taugate sweep ... --out runs/sweep --resume   # changed arguments: reuse the cells that still match
+  taugate sweep ... --out runs/sweep --executor ray --workers 2        # a local Ray of 2 CPUs
+  taugate sweep ... --out runs/sweep --executor ray --ray-address auto # the cluster of `ray start`
 """
 
 
@@ -100,6 +104,7 @@ def register(sub) -> None:
     )
     add_data_args(p)
     add_predictor_args(p, what="each cell's calibration inputs (after compiling)")
+    add_executor_args(p)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=run)
 
@@ -125,7 +130,9 @@ def run(args) -> int:
     if not args.backends:
         for note in registry.select(defaults_only=False)[1]:  # the backends left out, and why
             print(f"note: {note}")
-    rows = run_sweep(cfg, args.out, args.data_dir, args.resume, args.force, args.quiet)
+    executor = executor_from(args)  # checked before any work
+    rows = run_sweep(cfg, args.out, args.data_dir, args.resume, args.force, args.quiet,
+                     executor=executor)  # fmt: skip
     out = Path(args.out)
     print((out / "summary.md").read_text())
     print(f"{len(rows)} rows; wrote {out}/sweep.csv, sweep.json, summary.md, figures/")

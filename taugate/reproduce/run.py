@@ -40,12 +40,17 @@ def schedule_note(cfg: ReproduceConfig, prov: dict, schedule: dict) -> str | Non
 
 
 def reproduce(cfg: ReproduceConfig, out: str | Path, data_dir=None, quiet: bool = False,
-              force: bool = False) -> dict:  # fmt: skip
+              force: bool = False, *, executor=None, task_hook=None) -> dict:  # fmt: skip
     """Run the whole study and write everything under ``out``; returns a summary dict.
 
     ``out`` must be new, empty, or a folder this command wrote (it holds its ``config.json``) and
     that has no ``results.csv`` yet; ``force`` writes into any folder, replacing only the files
-    the study writes."""
+    the study writes. ``executor`` (:class:`taugate.executor.ExecutorConfig`): ``local`` (the
+    default) trains here seed after seed; ``ray`` trains a task per foundation and per (method,
+    seed) on Ray (:mod:`taugate.reproduce.ray_run`; ``task_hook`` runs at each task's start)."""
+    from taugate.executor import ExecutorConfig
+
+    executor = executor or ExecutorConfig()
     from taugate.device import device_name, select_device
 
     out = Path(out)
@@ -68,20 +73,29 @@ def reproduce(cfg: ReproduceConfig, out: str | Path, data_dir=None, quiet: bool 
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "command": "taugate reproduce --config config.json",
+        "executor": executor.describe(),
     }
     atomic_write_json(out / MARKER, meta)
     rows: list[dict] = []
     overlap: list[dict] = []
-    for seed in range(cfg.seed0, cfg.seed0 + cfg.seeds):
-        res = run_seed(cfg, seed, data, device, out, quiet)
+
+    def finished(seed: int, res) -> None:  # results rewritten after every seed, as they come
         for row in res.rows:
             row.update(
                 dataset=data.provenance.get("dataset"), source=data.provenance.get("source"),
                 split=data.provenance.get("split"), angle=cfg.angle, device=device_name(device),
             )  # fmt: skip
-        rows += res.rows
-        overlap += res.overlap
+        rows.extend(res.rows)
+        overlap.extend(res.overlap)
         write_results(out, rows, overlap, cfg.angle, data.provenance, cfg.lora_rank)
+
+    if executor.kind == "ray":
+        from taugate.reproduce.ray_run import run_seeds
+
+        run_seeds(cfg, data, executor, finished, out=out, hook=task_hook)
+    else:
+        for seed in range(cfg.seed0, cfg.seed0 + cfg.seeds):
+            finished(seed, run_seed(cfg, seed, data, device, out, quiet))
     elapsed = time.perf_counter() - t0
     meta["timing"] = {"data_seconds": round(t_data, 3), "total_seconds": round(elapsed, 3)}
     atomic_write_json(out / MARKER, meta)

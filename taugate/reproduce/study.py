@@ -127,53 +127,75 @@ class SeedResult:
     foundation_seconds: float = 0.0  # 0 when the foundation was given
 
 
-def run_seed(cfg: ReproduceConfig, seed: int, data: StudyData, device, out: Path | None,
-             quiet: bool, *, foundation=None) -> SeedResult:  # fmt: skip
-    """Foundation (trained, unless given) and every method of ``cfg`` for one seed; the models
-    are saved under ``out/models/seed<seed>`` when ``out`` and ``cfg.save_models``."""
-    sizes = data.sizes_for(cfg.hidden)
-    prov = {**data.provenance, "angle": cfg.angle, "seed": seed}
-    models_dir = out / "models" / f"seed{seed}" if out is not None and cfg.save_models else None
-    f_seconds = 0.0
-    if foundation is None:
-        foundation, hist = train_foundation(cfg, seed, data, device, quiet)
-        f_seconds = hist["seconds"]
-        if models_dir is not None:
-            save_checkpoint(
-                foundation, models_dir / "foundation.safetensors", sizes=sizes, method="fullft",
-                provenance={**prov, "method": "foundation", "trained_on": "mix"},
-            )  # fmt: skip
-    adapt_epochs = cfg.schedule(len(data.y_train))["adapt"]["epochs"]
-    rows, gate_models, models = [], {}, {}
+def adapt_specs(cfg: ReproduceConfig) -> list[tuple[str, float]]:
+    """(method, target angle) of every model one seed trains: each method at the angle, and the
+    0° TauGate for Table 3 when ``cfg.overlap``."""
     specs = [(m, cfg.angle) for m in cfg.methods]
-    if cfg.overlap:
-        specs.append(("taugate", 0.0))  # 0°-specialised TauGate, for Table 3
-    for name, target in specs:
-        gc = method_gate_config(name, cfg.gate_config())
-        model = build_method(foundation, name, gc, cfg.lora_rank)
-        x_target = data.xa_train if target == cfg.angle else data.x0_train
-        lr = cfg.gate_lr if get_method(name).gated else cfg.adapt_lr
-        acfg = TrainConfig(adapt_epochs, cfg.batch_size, lr, cfg.momentum,
-                           sparsity=gc.sparsity if gc else 0.0, seed=seed)  # fmt: skip
-        tag = name if target == cfg.angle else f"{name}@0"
-        t0 = time.perf_counter()
-        train(model, x_target, data.y_train, acfg, device, f"seed {seed} {tag}", quiet)
-        model.cpu()
-        if target == cfg.angle:
-            row = evaluate(model, name, cfg, data, device)
-            row.update(seed=seed, train_seconds=round(time.perf_counter() - t0, 3),
-                       foundation_seconds=round(f_seconds, 3))  # fmt: skip
-            rows.append(row)
-            models[name] = model
-        if name == "taugate":
-            gate_models[target] = model
-        if models_dir is not None:
-            fname = f"{name}.safetensors" if target == cfg.angle else f"{name}-0deg.safetensors"
-            save_checkpoint(
-                model, models_dir / fname, sizes=sizes, method=name, gate_config=gc,
-                lora_rank=cfg.lora_rank,
-                provenance={**prov, "method": name, "lambda": acfg.sparsity, "target_angle": target},
-            )  # fmt: skip
+    return specs + ([("taugate", 0.0)] if cfg.overlap else [])
+
+
+@dataclass
+class Adapted:
+    """One (method, seed) of the study: its model and, at the angle, its result row."""
+
+    name: str  # the method
+    target: float  # the angle it was specialised to
+    model: torch.nn.Module  # trained, on the CPU
+    row: dict | None  # the result row (None for the 0° TauGate of Table 3)
+    sparsity: float  # its lambda
+
+
+def adapt(cfg: ReproduceConfig, seed: int, data: StudyData, device, foundation, name: str,
+          target: float, quiet: bool, f_seconds: float = 0.0) -> Adapted:  # fmt: skip
+    """Specialise a copy of ``foundation`` with method ``name`` to ``target`` and evaluate it.
+    The method's own random init (LoRA's A) is seeded by ``seed`` alone, so a (method, seed)
+    gives the same model whichever methods ran before it, here or in a Ray task."""
+    gc = method_gate_config(name, cfg.gate_config())
+    set_seed(seed)
+    model = build_method(foundation, name, gc, cfg.lora_rank)
+    x_target = data.xa_train if target == cfg.angle else data.x0_train
+    lr = cfg.gate_lr if get_method(name).gated else cfg.adapt_lr
+    adapt_epochs = cfg.schedule(len(data.y_train))["adapt"]["epochs"]
+    acfg = TrainConfig(adapt_epochs, cfg.batch_size, lr, cfg.momentum,
+                       sparsity=gc.sparsity if gc else 0.0, seed=seed)  # fmt: skip
+    tag = name if target == cfg.angle else f"{name}@0"
+    t0 = time.perf_counter()
+    train(model, x_target, data.y_train, acfg, device, f"seed {seed} {tag}", quiet)
+    model.cpu()
+    row = None
+    if target == cfg.angle:
+        row = evaluate(model, name, cfg, data, device)
+        row.update(seed=seed, train_seconds=round(time.perf_counter() - t0, 3),
+                   foundation_seconds=round(f_seconds, 3))  # fmt: skip
+    return Adapted(name, target, model, row, acfg.sparsity)
+
+
+def save_foundation(
+    foundation, cfg: ReproduceConfig, seed: int, data: StudyData, out: Path
+) -> None:
+    prov = {**data.provenance, "angle": cfg.angle, "seed": seed}
+    save_checkpoint(foundation, out / "models" / f"seed{seed}" / "foundation.safetensors",
+                    sizes=data.sizes_for(cfg.hidden), method="fullft",
+                    provenance={**prov, "method": "foundation", "trained_on": "mix"})  # fmt: skip
+
+
+def save_adapted(a: Adapted, cfg: ReproduceConfig, seed: int, data: StudyData, out: Path) -> None:
+    prov = {**data.provenance, "angle": cfg.angle, "seed": seed}
+    fname = f"{a.name}.safetensors" if a.target == cfg.angle else f"{a.name}-0deg.safetensors"
+    save_checkpoint(a.model, out / "models" / f"seed{seed}" / fname,
+                    sizes=data.sizes_for(cfg.hidden), method=a.name,
+                    gate_config=method_gate_config(a.name, cfg.gate_config()),
+                    lora_rank=cfg.lora_rank,
+                    provenance={**prov, "method": a.name, "lambda": a.sparsity,
+                                "target_angle": a.target})  # fmt: skip
+
+
+def seed_result(cfg: ReproduceConfig, seed: int, data: StudyData, adapted: list[Adapted],
+                f_seconds: float = 0.0) -> SeedResult:  # fmt: skip
+    """The seed's rows (in method order), its Table-3 overlap and its models."""
+    rows = [a.row for a in adapted if a.row is not None]
+    models = {a.name: a.model for a in adapted if a.target == cfg.angle}
+    gate_models = {a.target: a.model for a in adapted if a.name == "taugate"}
     overlap = []
     if cfg.overlap and {0.0, cfg.angle} <= set(gate_models) and cfg.angle != 0.0:
         m0 = high_act_masks(gate_models[0.0], _tensor(data.x0_test), cfg.high_act)
@@ -181,3 +203,23 @@ def run_seed(cfg: ReproduceConfig, seed: int, data: StudyData, device, out: Path
         for i, (a, b) in enumerate(zip(m0, ma), 1):
             overlap.append({"seed": seed, "layer": i, "jaccard": jaccard(a, b)})
     return SeedResult(rows, overlap, models, f_seconds)
+
+
+def run_seed(cfg: ReproduceConfig, seed: int, data: StudyData, device, out: Path | None,
+             quiet: bool, *, foundation=None) -> SeedResult:  # fmt: skip
+    """Foundation (trained, unless given) and every method of ``cfg`` for one seed; the models
+    are saved under ``out/models/seed<seed>`` when ``out`` and ``cfg.save_models``."""
+    save = out is not None and cfg.save_models
+    f_seconds = 0.0
+    if foundation is None:
+        foundation, hist = train_foundation(cfg, seed, data, device, quiet)
+        f_seconds = hist["seconds"]
+        if save:
+            save_foundation(foundation, cfg, seed, data, out)
+    adapted = []
+    for name, target in adapt_specs(cfg):
+        a = adapt(cfg, seed, data, device, foundation, name, target, quiet, f_seconds)
+        if save:
+            save_adapted(a, cfg, seed, data, out)
+        adapted.append(a)
+    return seed_result(cfg, seed, data, adapted, f_seconds)

@@ -62,32 +62,52 @@ def load_cell(path: Path, key: str) -> list[dict] | None:
     return cell["rows"] if isinstance(cell, dict) and cell.get("key") == key else None
 
 
-def run_sweep(cfg, out, data_dir=None, resume=False, force=False, quiet=False) -> list[dict]:
+def run_sweep(cfg, out, data_dir=None, resume=False, force=False, quiet=False, *, executor=None,
+              task_hook=None) -> list[dict]:  # fmt: skip
     """Run (or finish) the sweep of ``cfg`` (a :class:`SweepConfig`, or
     :class:`taugate.sweep.lm.LMSweepConfig` for language models); returns all rows and writes
-    every output file."""
+    every output file. ``executor`` (:class:`taugate.executor.ExecutorConfig`): ``local``
+    (default) runs each cell here, start to end; ``ray`` trains the cells as Ray tasks and times
+    them here afterwards (:mod:`taugate.sweep.ray_run`; ``task_hook`` runs at the start of each
+    task, for fault-injection tests)."""
     from tqdm.auto import tqdm
 
     from taugate.bench.machine import machine_info
+    from taugate.executor import ExecutorConfig
 
+    executor = executor or ExecutorConfig()
     out = Path(out)
     prepare_out(cfg, out, resume, force)
     runner = cfg.runner(out, data_dir, quiet)  # the seam: each kind of sweep brings its cells
-    rows: list[dict] = []
-    bar = tqdm(cfg.cells(), desc="sweep", unit="cell", disable=quiet)
-    for width, seed, lam in bar:
-        bar.set_postfix(width=width, seed=seed, lam=f"{lam:g}")
-        key = cfg.cell_key(width, seed, lam)
-        path = cell_path(out, width, seed, lam)
-        cell_rows = load_cell(path, key)
-        if cell_rows is None:
-            cell_rows = runner.run(width, seed, lam)
-            atomic_write_json(
-                path, {"key": key, "width": width, "seed": seed, "lambda": lam, "rows": cell_rows}
-            )
-        rows += cell_rows
+    done: dict[tuple, list[dict]] = {}
+    todo = []
+    for width, seed, lam in cfg.cells():
+        rows = load_cell(cell_path(out, width, seed, lam), cfg.cell_key(width, seed, lam))
+        if rows is None:
+            todo.append((width, seed, lam))
+        else:
+            done[(width, seed, lam)] = rows
+
+    def write(width: int, seed: int, lam: float, rows: list[dict]) -> None:
+        atomic_write_json(cell_path(out, width, seed, lam),
+                          {"key": cfg.cell_key(width, seed, lam), "width": width, "seed": seed,
+                           "lambda": lam, "rows": rows})  # fmt: skip
+        done[(width, seed, lam)] = rows
+
+    bar = tqdm(total=len(todo), desc="sweep", unit="cell", disable=quiet)
+    if executor.kind == "ray":
+        from taugate.sweep.ray_run import run_cells
+
+        run_cells(runner, todo, executor, write, hook=task_hook, bar=bar)
+    else:
+        for width, seed, lam in todo:
+            bar.set_postfix(width=width, seed=seed, lam=f"{lam:g}")
+            write(width, seed, lam, runner.run(width, seed, lam))
+            bar.update(1)
     bar.close()
-    meta = {**machine_info(cfg.threads), "dataset": runner.provenance(), "config": cfg.to_dict()}
+    rows = [r for cell in cfg.cells() for r in done[cell]]
+    meta = {**machine_info(cfg.threads), "dataset": runner.provenance(), "config": cfg.to_dict(),
+            "executor": executor.describe()}  # fmt: skip
     cfg.write_outputs(out, rows, meta)
     return rows
 
