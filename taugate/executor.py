@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from taugate.errors import TauGateError
 
 KINDS = ("local", "ray")
+MAX_RETRIES = 3  # a task whose worker process dies runs again, up to this many times
 
 
 @dataclass(frozen=True)
@@ -24,13 +25,21 @@ class ExecutorConfig:
     kind: str = "local"  # local: in this process, as always; ray: one Ray task per unit of work
     address: str | None = None  # ray: "auto" or HOST:PORT of a running cluster (None: start one)
     workers: int | None = None  # ray without an address: CPUs of the Ray started here (default all)
+    # ray: torch threads of each task, and the CPUs it reserves. Default: this process's torch
+    # threads, what a local run trains with: float sums depend on the thread count, so with the
+    # same count the results equal a local run's (on the same kind of CPU)
+    task_threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise TauGateError(f"executor must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        if self.kind == "local" and (self.address is not None or self.workers is not None):
-            flag = "--ray-address" if self.address is not None else "--workers"
-            raise TauGateError(f"{flag} needs --executor ray")
+        given = [f for f, v in (("--ray-address", self.address), ("--workers", self.workers),
+                                ("--task-threads", self.task_threads)) if v is not None]  # fmt: skip
+        if self.kind == "local" and given:
+            raise TauGateError(f"{given[0]} needs --executor ray")
+        if self.task_threads is not None and (isinstance(self.task_threads, bool)
+                                              or self.task_threads < 1):  # fmt: skip
+            raise TauGateError(f"--task-threads must be >= 1, got {self.task_threads!r}")
         if self.address is not None and self.workers is not None:
             raise TauGateError("--workers sizes a Ray started here; a cluster joined with "
                                "--ray-address has its own CPUs")  # fmt: skip
@@ -39,6 +48,14 @@ class ExecutorConfig:
         if self.address is not None and (not isinstance(self.address, str) or not self.address):
             raise TauGateError(f"--ray-address must be 'auto' or HOST:PORT, got {self.address!r}")
 
+    def threads(self) -> int:
+        """Torch threads (and CPUs) of each task."""
+        if self.task_threads is not None:
+            return self.task_threads
+        import torch
+
+        return torch.get_num_threads()
+
     def describe(self) -> dict:
         """JSON-able: what ran the work (recorded with the results)."""
         d = {"kind": self.kind}
@@ -46,7 +63,12 @@ class ExecutorConfig:
             d["address"] = self.address or "local"
             if self.address is None:
                 d["workers"] = self.workers or os.cpu_count()
+            d["task_threads"] = self.threads()
         return d
+
+    def task_options(self) -> dict:
+        """``ray.remote`` options of a training task: its CPUs, and retries on worker death."""
+        return {"num_cpus": self.threads(), "max_retries": MAX_RETRIES}
 
 
 def import_ray():

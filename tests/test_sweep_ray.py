@@ -82,7 +82,8 @@ def test_a_ray_sweep_gives_the_local_table(local_ray, local_table, tmp_path):
     assert len(_cells(out)) == 4 and len(list((out / "foundations").iterdir())) == 2
     assert len(list((out / "artifacts").glob("*.taugate"))) == 4
     assert not list(out.rglob("*.tmp"))
-    assert "executor: kind ray" in (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text()
+    assert "executor: kind ray" in summary and "train_seconds" in summary
 
 
 def test_a_worker_that_dies_is_retried_and_the_table_is_the_same(local_ray, local_table, tmp_path):
@@ -145,6 +146,7 @@ def test_missing_ray_and_bad_executor_flags_are_one_line_errors(monkeypatch, cap
         with ray_session(RAY):
             pass
     for argv, msg in ((["--workers", "2"], "--workers needs --executor ray"),
+                      (["--task-threads", "1"], "--task-threads needs --executor ray"),
                       (["--ray-address", "auto"], "--ray-address needs --executor ray"),
                       (["--executor", "ray", "--ray-address", "auto", "--workers", "2"],
                        "--workers sizes a Ray started here")):  # fmt: skip

@@ -176,10 +176,17 @@ def add_executor_args(p) -> None:
         type=int_at_least("--workers", 1),
         help="with --executor ray and no --ray-address: CPUs of the local Ray (default all)",
     )
+    p.add_argument(
+        "--task-threads",
+        type=int_at_least("--task-threads", 1),
+        help="with --executor ray: torch threads (and reserved CPUs) of each training task "
+        "(default: this machine's torch threads, so results equal a local run's; fewer runs more "
+        "tasks at once, with other float rounding)",
+    )
 
 
 def executor_from(args):
     """The :class:`taugate.executor.ExecutorConfig` of the parsed executor flags."""
     from taugate.executor import ExecutorConfig
 
-    return ExecutorConfig(args.executor, args.ray_address, args.workers)
+    return ExecutorConfig(args.executor, args.ray_address, args.workers, args.task_threads)

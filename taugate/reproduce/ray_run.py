@@ -1,12 +1,13 @@
 """`taugate reproduce --executor ray`: the study's training as Ray tasks.
 
-Tasks, each declaring one CPU (torch on one thread): a foundation per seed, then a (method, seed)
+Tasks, each declaring the CPUs of its torch threads (by default this process's, so that the
+results are a local run's): a foundation per seed, then a (method, seed)
 task per method (and the 0° TauGate of Table 3), each specialising its seed's foundation (passed
 as an object reference) and measuring its accuracy (:func:`taugate.reproduce.study.adapt`). The
 data set goes to the workers once through Ray's object store, and every model comes back the same
 way: the driver saves them (``models/``) and writes the tables; nothing travels through a shared
 filesystem. A task whose worker dies is retried. The accuracy columns equal the local run's
-(tested); the ``train_seconds`` of a row are then measured on a worker that may share its node
+(tested, at the same thread count); the ``train_seconds`` of a row are then measured on a worker that may share its node
 with other tasks.
 """
 
@@ -17,29 +18,27 @@ from collections.abc import Callable
 from taugate.errors import TauGateError
 from taugate.executor import ExecutorConfig, ray_error_line, ray_session
 
-MAX_RETRIES = 3
 
-
-def _foundation_task(cfg, data, seed: int, hook):
+def _foundation_task(cfg, data, seed: int, threads: int, hook):
     import torch
 
     from taugate.device import select_device
     from taugate.reproduce.study import train_foundation
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     if hook is not None:
         hook("foundation", seed, None)
     model, hist = train_foundation(cfg, seed, data, select_device(cfg.device), True)
     return model.cpu(), hist["seconds"]
 
 
-def _adapt_task(cfg, data, foundation, seed: int, name: str, target: float, hook):
+def _adapt_task(cfg, data, foundation, seed: int, name: str, target: float, threads: int, hook):
     import torch
 
     from taugate.device import select_device
     from taugate.reproduce.study import adapt
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     if hook is not None:
         hook("adapt", seed, name)
     model, f_seconds = foundation
@@ -54,12 +53,12 @@ def run_seeds(cfg, data, executor: ExecutorConfig, on_seed: Callable, *, out=Non
 
     seeds = list(range(cfg.seed0, cfg.seed0 + cfg.seeds))
     with ray_session(executor) as ray:
-        opts = {"num_cpus": 1, "max_retries": MAX_RETRIES}
+        opts, threads = executor.task_options(), executor.threads()
         foundation_task = ray.remote(**opts)(_foundation_task)
         adapt_task = ray.remote(**opts)(_adapt_task)
         ref = ray.put(data)
-        found = {s: foundation_task.remote(cfg, ref, s, hook) for s in seeds}
-        tasks = {s: [adapt_task.remote(cfg, ref, found[s], s, name, target, hook)
+        found = {s: foundation_task.remote(cfg, ref, s, threads, hook) for s in seeds}
+        tasks = {s: [adapt_task.remote(cfg, ref, found[s], s, name, target, threads, hook)
                      for name, target in adapt_specs(cfg)] for s in seeds}  # fmt: skip
         try:
             for s in seeds:

@@ -95,10 +95,11 @@ def run_sweep(cfg, out, data_dir=None, resume=False, force=False, quiet=False, *
         done[(width, seed, lam)] = rows
 
     bar = tqdm(total=len(todo), desc="sweep", unit="cell", disable=quiet)
+    phases = {}
     if executor.kind == "ray":
         from taugate.sweep.ray_run import run_cells
 
-        run_cells(runner, todo, executor, write, hook=task_hook, bar=bar)
+        phases = run_cells(runner, todo, executor, write, hook=task_hook, bar=bar)
     else:
         for width, seed, lam in todo:
             bar.set_postfix(width=width, seed=seed, lam=f"{lam:g}")
@@ -107,7 +108,7 @@ def run_sweep(cfg, out, data_dir=None, resume=False, force=False, quiet=False, *
     bar.close()
     rows = [r for cell in cfg.cells() for r in done[cell]]
     meta = {**machine_info(cfg.threads), "dataset": runner.provenance(), "config": cfg.to_dict(),
-            "executor": executor.describe()}  # fmt: skip
+            "executor": {**executor.describe(), **phases}}  # fmt: skip
     cfg.write_outputs(out, rows, meta)
     return rows
 
