@@ -14,7 +14,7 @@ PKG = ROOT / "taugate"
 TORCH_FREE = ("taugate", "taugate.errors", "taugate.io", "taugate.layers", "taugate.activations", "taugate.spec", "taugate.artifact",
               "taugate.backends", "taugate.inputs", "taugate.kernels", "taugate.runtime",
               "taugate.export", "taugate.export_check", "taugate.agreement", "taugate.data", "taugate.stats",
-              "taugate.tables", "taugate.predictor", "taugate.mlp_predictor", "taugate.executor")  # fmt: skip
+              "taugate.tables", "taugate.predictor", "taugate.mlp_predictor")  # fmt: skip
 
 
 def _name(p: Path) -> str:

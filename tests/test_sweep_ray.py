@@ -1,4 +1,4 @@
-"""`--executor ray` on a local Ray of 2 CPUs: `taugate sweep` and `taugate reproduce` give the
+"""`--executor ray` on a local Ray of 2 CPUs: `sweep`, `reproduce` and `reproduce-lm` give the
 same deterministic tables as locally, a worker that dies is retried, an interrupted driver leaves
 complete files and a rerun resumes, and a missing Ray or a failing task are one-line errors."""
 
@@ -180,3 +180,22 @@ def test_reproduce_on_ray_gives_the_local_tables_even_when_a_worker_dies(local_r
     saved = sorted(p.name for p in (tmp_path / "ray" / "models" / "seed1").iterdir())
     assert saved == sorted(p.name for p in (tmp_path / "local" / "models" / "seed1").iterdir())
     assert "foundation.safetensors" in saved and "taugate-0deg.safetensors" in saved
+
+
+def test_reproduce_lm_on_ray_gives_the_local_tables(local_ray, tmp_path):
+    from taugate.reproduce_lm import reproduce_lm
+    from taugate.reproduce_lm.config import LMStudyConfig
+
+    cfg = LMStudyConfig.tiny(seeds=2)
+    here = reproduce_lm(cfg, tmp_path / "local", quiet=True)
+    there = reproduce_lm(cfg, tmp_path / "ray", quiet=True, executor=RAY)
+
+    def same(rows):
+        return [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]
+
+    assert same(here["rows"]) == same(there["rows"]) and here["overlap"] == there["overlap"]
+    for name in ("main", "ablations", "overlap"):
+        a, b = (p / "tables" / f"{name}.md" for p in (tmp_path / "local", tmp_path / "ray"))
+        assert a.read_text() == b.read_text()
+    saved = sorted(p.name for p in (tmp_path / "ray" / "models" / "seed1").iterdir())
+    assert saved == sorted(p.name for p in (tmp_path / "local" / "models" / "seed1").iterdir())

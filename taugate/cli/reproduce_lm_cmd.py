@@ -5,7 +5,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from taugate.cli.common import add_command, int_at_least, name_list, nonneg_number, positive_number
+from taugate.cli.common import (
+    add_command,
+    add_executor_args,
+    executor_from,
+    int_at_least,
+    name_list,
+    nonneg_number,
+    positive_number,
+)
 
 EXAMPLES = """examples:
   taugate reproduce-lm --data-dir ../shared/data --out runs/lm-study
@@ -14,6 +22,7 @@ EXAMPLES = """examples:
   taugate reproduce-lm --modes quotes,code --target quotes --data-dir ../shared/data
   taugate reproduce-lm --tiny --out runs/lm-tiny         # the tests' configuration, seconds
   taugate reproduce-lm --config runs/lm-study/config.json --out runs/lm-again
+  taugate reproduce-lm --data-dir ../shared/data --seeds 3 --executor ray --workers 2 --out runs/lm-ray
 """
 
 
@@ -74,6 +83,7 @@ def register(sub) -> None:
                    help="write into a folder that holds results or that this command did not "
                    "write (only the study's files are replaced)")  # fmt: skip
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_executor_args(p)
     p.set_defaults(func=run)
 
 
@@ -100,8 +110,10 @@ def run(args) -> int:
     from taugate.reproduce_lm import reproduce_lm
 
     cfg = config_from_args(args)
+    executor = executor_from(args)  # checked before any work
     out = Path(args.out or Path("runs") / time.strftime("lm-%Y%m%d-%H%M%S"))
-    res = reproduce_lm(cfg, out, data_dir=args.data_dir, quiet=args.quiet, force=args.force)
+    res = reproduce_lm(cfg, out, data_dir=args.data_dir, quiet=args.quiet, force=args.force,
+                       executor=executor)  # fmt: skip
     for name in ("main", "ablations", "overlap"):
         if (out / "tables" / f"{name}.md").exists():
             print((out / "tables" / f"{name}.md").read_text())

@@ -90,9 +90,19 @@ def reproduce(cfg: ReproduceConfig, out: str | Path, data_dir=None, quiet: bool 
         write_results(out, rows, overlap, cfg.angle, data.provenance, cfg.lora_rank)
 
     if executor.kind == "ray":
-        from taugate.reproduce.ray_run import run_seeds
+        from taugate.reproduce import ray_run
+        from taugate.reproduce.study import adapt_specs, save_adapted, save_foundation, seed_result
 
-        run_seeds(cfg, data, executor, finished, out=out, hook=task_hook)
+        def arrived(seed: int, foundation, adapted: list) -> None:
+            if cfg.save_models:
+                save_foundation(foundation, cfg, seed, data, out)
+                for a in adapted:
+                    save_adapted(a, cfg, seed, data, out)
+            f_seconds = adapted[0].row["foundation_seconds"] if adapted and adapted[0].row else 0.0
+            finished(seed, seed_result(cfg, seed, data, adapted, f_seconds))
+
+        ray_run.run_seeds(cfg, data, adapt_specs(cfg), executor, arrived, hook=task_hook,
+                          foundation_fn=ray_run.mlp_foundation, adapt_fn=ray_run.mlp_adapt)  # fmt: skip
     else:
         for seed in range(cfg.seed0, cfg.seed0 + cfg.seeds):
             finished(seed, run_seed(cfg, seed, data, device, out, quiet))

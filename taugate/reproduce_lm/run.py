@@ -52,11 +52,16 @@ def _is_ours(meta) -> bool:
 
 
 def reproduce_lm(cfg: LMStudyConfig, out: str | Path, data_dir=None, *, quiet: bool = False,
-                 force: bool = False) -> dict:  # fmt: skip
+                 force: bool = False, executor=None, task_hook=None) -> dict:  # fmt: skip
     """Run the whole study and write everything under ``out``; returns a summary dict.
 
     ``out`` must be new, empty, or a folder this command wrote with no results.csv yet;
-    ``force`` writes into any folder, replacing only the files the study writes."""
+    ``force`` writes into any folder, replacing only the files the study writes. ``executor``
+    (:class:`taugate.executor.ExecutorConfig`): ``local`` (default) trains here; ``ray`` runs a
+    task per foundation and per (method, seed) (:mod:`taugate.reproduce.ray_run`)."""
+    from taugate.executor import ExecutorConfig
+
+    executor = executor or ExecutorConfig()
     out = Path(out)
     claim_output_dir(out, MARKER, "taugate reproduce-lm", _is_ours, force=force)
     if (out / "results.csv").exists() and not force:
@@ -66,15 +71,22 @@ def reproduce_lm(cfg: LMStudyConfig, out: str | Path, data_dir=None, *, quiet: b
     record = data.record()
     meta = {"written_by": "taugate reproduce-lm", "config": cfg.to_dict(), "data": record,
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "command": "taugate reproduce-lm --config config.json"}  # fmt: skip
+            "command": "taugate reproduce-lm --config config.json",
+            "executor": executor.describe()}  # fmt: skip
     atomic_write_json(out / MARKER, meta)
     rows: list[dict] = []
     overlap: list[dict] = []
-    for seed in range(cfg.seed0, cfg.seed0 + cfg.seeds):
-        res = run_lm_seed(cfg, seed, data, out, quiet)
-        rows += res.rows
-        overlap += res.overlap
+
+    def finished(res) -> None:  # results rewritten after every seed, as they come
+        rows.extend(res.rows)
+        overlap.extend(res.overlap)
         write_lm_results(out, rows, overlap, record, cfg.unit_share)
+
+    if executor.kind == "ray":
+        _on_ray(cfg, data, out, executor, finished, task_hook)
+    else:
+        for seed in range(cfg.seed0, cfg.seed0 + cfg.seeds):
+            finished(run_lm_seed(cfg, seed, data, out, quiet))
     elapsed = time.perf_counter() - t0
     meta["timing"] = {"total_seconds": round(elapsed, 3)}
     atomic_write_json(out / MARKER, meta)
@@ -93,3 +105,34 @@ def config_from_file(path: str | Path) -> LMStudyConfig:
         raise TauGateError(f"config file {p} is a directory") from None
     except (ValueError, TypeError, AttributeError) as e:
         raise TauGateError(f"{p}: not a reproduce-lm config.json ({e})") from None
+
+
+def _on_ray(cfg: LMStudyConfig, data, out: Path, executor, finished, hook) -> None:
+    from taugate.lm.checkpoint import save_gpt
+    from taugate.reproduce import ray_run
+    from taugate.reproduce_lm.study import lm_seed_result, lm_specs, save_lm_adapted
+
+    def arrived(seed: int, base, adapted: list) -> None:
+        if cfg.save_models:
+            save_gpt(base, out / "models" / f"seed{seed}" / "foundation")
+            for a in adapted:
+                save_lm_adapted(a, cfg, seed, out)
+        f_seconds = next((a.row["foundation_seconds"] for a in adapted if a.row), 0.0)
+        finished(lm_seed_result(cfg, seed, data, adapted, f_seconds))
+
+    ray_run.run_seeds(cfg, data, lm_specs(cfg), executor, arrived, hook=hook,
+                      foundation_fn=lm_foundation, adapt_fn=lm_adapt)  # fmt: skip
+
+
+def lm_foundation(cfg: LMStudyConfig, seed: int, data):
+    """The language study's foundation of one seed and its training seconds (a Ray task)."""
+    from taugate.reproduce_lm.study import train_foundation
+
+    model, hist = train_foundation(cfg, seed, data, True)
+    return model, hist["seconds"]
+
+
+def lm_adapt(cfg: LMStudyConfig, seed: int, data, model, name: str, mode: str, f_seconds: float):
+    from taugate.reproduce_lm.study import adapt_lm
+
+    return adapt_lm(cfg, seed, data, model, name, mode, True, f_seconds)

@@ -163,45 +163,78 @@ def _save(model, name: str, cfg: LMStudyConfig, d: Path) -> None:
         save_gpt(model, d / name)
 
 
+def lm_specs(cfg: LMStudyConfig) -> list[tuple[str, str]]:
+    """(method, text mode) of every model one seed trains: each method on the target mode, and
+    TauGate on the other mode for the overlap table when ``cfg.overlap``."""
+    return [(m, cfg.target) for m in cfg.methods] + (
+        [("taugate", cfg.other)] if cfg.overlap else []
+    )
+
+
+@dataclass
+class LMAdapted:
+    """One (method, seed) of the language study: its model and, on the target mode, its row."""
+
+    name: str  # the method
+    mode: str  # the text mode it was specialised to
+    model: torch.nn.Module
+    row: dict | None  # the result row (None for TauGate on the other mode)
+
+
+def adapt_lm(cfg: LMStudyConfig, seed: int, data: LMStudyData, base, name: str, mode: str,
+             quiet: bool, f_seconds: float = 0.0) -> LMAdapted:  # fmt: skip
+    """Specialise a copy of the foundation ``base`` with method ``name`` to ``mode`` and evaluate
+    it. The method's own random init (LoRA's) is seeded by ``seed`` alone, so a (method, seed)
+    gives the same model whichever methods ran before it, here or in a Ray task."""
+    gc = method_gate_config(name, cfg.gate_config())  # None for the ungated methods
+    torch.manual_seed(seed)
+    model = build_lm_method(base, name, gc, lora_rank=cfg.lora_rank)
+    tc = LMTrainConfig(steps=cfg.adapt_steps, batch_size=cfg.batch_size, seq_len=cfg.seq_len,
+                       lr=cfg.method_lr(name), seed=seed + 1,
+                       sparsity=gc.sparsity if gc else 0.0)  # fmt: skip
+    t0 = time.perf_counter()
+    if name != "frozen":
+        train_lm(model, data.splits[mode].train, tc, desc=f"seed {seed} {name}@{mode}",
+                 quiet=quiet)  # fmt: skip
+    seconds = time.perf_counter() - t0
+    row = None
+    if mode == cfg.target:
+        row = evaluate_method(model, name, cfg, data)
+        row.update(seed=seed, sparsity=tc.sparsity, train_seconds=round(seconds, 3),
+                   foundation_seconds=round(f_seconds, 3))  # fmt: skip
+    return LMAdapted(name, mode, model, row)
+
+
+def save_lm_adapted(a: LMAdapted, cfg: LMStudyConfig, seed: int, out: Path) -> None:
+    d = out / "models" / f"seed{seed}"
+    _save(a.model, a.name, cfg, d if a.mode == cfg.target else d / f"on-{a.mode}")
+
+
+def lm_seed_result(cfg: LMStudyConfig, seed: int, data: LMStudyData, adapted: list[LMAdapted],
+                   f_seconds: float) -> LMSeedResult:  # fmt: skip
+    rows = [a.row for a in adapted if a.row is not None]
+    models = {a.name: a.model for a in adapted if a.mode == cfg.target}
+    gate_models = {a.mode: a.model for a in adapted if a.name == "taugate"}
+    overlap = []
+    if cfg.overlap and set(gate_models) == set(cfg.modes):
+        overlap = overlap_rows(gate_models, cfg, data, seed)
+    return LMSeedResult(rows, overlap, models, f_seconds)
+
+
 def run_lm_seed(cfg: LMStudyConfig, seed: int, data: LMStudyData, out: Path | None,
                 quiet: bool) -> LMSeedResult:  # fmt: skip
     """The foundation and every method of ``cfg`` for one seed; models under
     ``out/models/seed<seed>`` when ``out`` and ``cfg.save_models``."""
     from taugate.lm.checkpoint import save_gpt
 
-    d = out / "models" / f"seed{seed}" if out is not None and cfg.save_models else None
+    save = out is not None and cfg.save_models
     base, hist = train_foundation(cfg, seed, data, quiet)
-    if d is not None:
-        save_gpt(base, d / "foundation")
-    specs = [(m, cfg.target) for m in cfg.methods]
-    if cfg.overlap:
-        specs.append(("taugate", cfg.other))
-    rows, models, gate_models = [], {}, {}
-    for name, mode in specs:
-        gc = method_gate_config(name, cfg.gate_config())  # None for the ungated methods
-        model = build_lm_method(base, name, gc, lora_rank=cfg.lora_rank)
-        tc = LMTrainConfig(steps=cfg.adapt_steps, batch_size=cfg.batch_size, seq_len=cfg.seq_len,
-                           lr=cfg.method_lr(name), seed=seed + 1,
-                           sparsity=gc.sparsity if gc else 0.0)  # fmt: skip
-        t0 = time.perf_counter()
-        if name != "frozen":
-            train_lm(model, data.splits[mode].train, tc, desc=f"seed {seed} {name}@{mode}",
-                     quiet=quiet)  # fmt: skip
-        seconds = time.perf_counter() - t0
-        if name == "taugate":
-            gate_models[mode] = model
-        if mode != cfg.target:
-            if d is not None:
-                _save(model, name, cfg, d / f"on-{mode}")
-            continue
-        row = evaluate_method(model, name, cfg, data)
-        row.update(seed=seed, sparsity=tc.sparsity, train_seconds=round(seconds, 3),
-                   foundation_seconds=round(hist["seconds"], 3))  # fmt: skip
-        rows.append(row)
-        models[name] = model
-        if d is not None:
-            _save(model, name, cfg, d)
-    overlap = []
-    if cfg.overlap and set(gate_models) == set(cfg.modes):
-        overlap = overlap_rows(gate_models, cfg, data, seed)
-    return LMSeedResult(rows, overlap, models, hist["seconds"])
+    if save:
+        save_gpt(base, out / "models" / f"seed{seed}" / "foundation")
+    adapted = []
+    for name, mode in lm_specs(cfg):
+        a = adapt_lm(cfg, seed, data, base, name, mode, quiet, hist["seconds"])
+        if save:
+            save_lm_adapted(a, cfg, seed, out)
+        adapted.append(a)
+    return lm_seed_result(cfg, seed, data, adapted, hist["seconds"])
