@@ -166,7 +166,9 @@ def ffn_forward_predicted(pred: PredictedFFN, x, *, out=None, check_finite=True,
     counts, comp = np.zeros(N, np.int64), np.zeros(N, np.int64)
     check = bool(check_finite)
     if N == 1 and threads is None:  # one token runs serially: no thread-pool calls
-        bad = np.array([_k.one(*_args(pred), x2, out2, counts, comp, check)])
+        if _k.one(*_args(pred), x2, out2, counts, comp, check) and check:  # (no flag array:
+            report_bad_rows(np.ones(1, bool), WHO)  # it would cost more than a small block)
+        return out, counts, comp
     else:
         bad = np.zeros(N, np.int8)
         with numba_threads(threads, WHO) as nth:
