@@ -179,12 +179,6 @@ def select(requested: Iterable[str] | None = None, *, needs_module: bool | None 
     return tuple(chosen), notes
 
 
-def label(name: str) -> str:
-    """``name`` as printed in tables and reports: approximate backends say so."""
-    b = REGISTRY.get(name)
-    return f"{name} (approximate)" if b is not None and b.approximate else name
-
-
 def help_lines(selection: Iterable[str]) -> str:
     """``name: help`` for each of ``selection``, for argparse help texts."""
     # argparse %-formats help strings: a literal % in a backend's help must reach it as %%

@@ -239,26 +239,16 @@ def compile_checkpoint(
 def _fit_predictor(spec: ModelSpec, calib_x, cfg, eval_x, eval_y):
     """The fitted :class:`~taugate.mlp_predictor.MLPPredictor` and its compile report: recall and
     computed share per hidden layer on the evaluation inputs, and the approximate accuracy."""
+    from taugate.bench.predicted import quality
     from taugate.mlp_predictor import fit_mlp_predictor
-    from taugate.predictor import recall
     from taugate.runtime import CompiledModel
 
     fitted = fit_mlp_predictor(spec, np.asarray(calib_x, np.float32), cfg)
     rep = {"kind": cfg.kind, "rank": cfg.rank, "margin": fitted.manifest_json()["margin"]}
     if eval_x is None:
         return fitted, rep
-    x = np.ascontiguousarray(eval_x, np.float32)
-    model = CompiledModel(spec, predictor=fitted)
-    exact, approx = (
-        model.predict(x, backend="rowskip"),
-        model.predict(x, backend="rowskip-predicted"),
-    )
-    truth = [h != 0 for h in spec.hidden_outputs(x)]  # (N, out_i) exact open units
-    masks = fitted.computed(spec, x)
-    rep["recall"] = [None if c is None else recall(c, t) for c, t in zip(masks, truth, strict=True)]
-    rep["computed"] = [None if c is None else float(c.mean()) for c in masks]
-    rep["agreement"] = float((exact.argmax(1) == approx.argmax(1)).mean())
+    q = quality(CompiledModel(spec, predictor=fitted), eval_x, eval_y)
+    rep.update(recall=q["recall_layers"], computed=q["computed_layers"], agreement=q["agreement"])
     if eval_y is not None:
-        rep["accuracy_exact"] = float((exact.argmax(1) == eval_y).mean())
-        rep["accuracy_predicted"] = float((approx.argmax(1) == eval_y).mean())
+        rep.update(accuracy_exact=q["accuracy_exact"], accuracy_predicted=q["accuracy_predicted"])
     return fitted, rep

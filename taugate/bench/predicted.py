@@ -23,6 +23,11 @@ def label(margin: float) -> str:
     return f"{NAME} (approximate, m={margin:g})"
 
 
+def is_variant(backend: str) -> bool:
+    """Is ``backend`` the label of a predicted variant (a row of the approximate backend)?"""
+    return str(backend).startswith(NAME)
+
+
 def variants(model, margins) -> dict:
     """``{label: CompiledModel}``: ``model`` with its predictor at each margin (the stored one
     when ``margins`` is None); a model without a predictor is a one-line error."""
@@ -41,7 +46,8 @@ def variants(model, margins) -> dict:
 
 def quality(model, x: np.ndarray, labels=None) -> dict:
     """Recall, computed share, top-1 agreement and accuracy change of ``model``'s predictor at its
-    margin on inputs x (N, n_in), against the exact hard gates."""
+    margin on inputs x (N, n_in), against the exact hard gates; recall and computed share also
+    per hidden layer (``recall_layers``, ``computed_layers``: None where a layer has none)."""
     spec, pred = model.spec, model.predictor
     x = np.ascontiguousarray(x, np.float32)
     truth = [h != 0 for h in spec.hidden_outputs(x)]  # (N, out_i) per hidden layer
@@ -53,6 +59,9 @@ def quality(model, x: np.ndarray, labels=None) -> dict:
     approx = model.predict(x, backend=NAME)
     out = {"margin": pred.margin, "rank": pred.rank, "recall": recall(computed, active),
            "computed_share": float(computed.mean()), "active_share_exact": float(active.mean()),
+           "recall_layers": [None if c is None else recall(c, t)
+                             for c, t in zip(masks, truth, strict=True)],
+           "computed_layers": [None if c is None else float(c.mean()) for c in masks],
            "agreement": float((exact.argmax(1) == approx.argmax(1)).mean())}  # fmt: skip
     if labels is not None:
         y = np.asarray(labels)[: len(x)]
@@ -70,7 +79,7 @@ def predicted_table(rows: list[dict], title: str = "") -> Table:
               "top-1 agreement", "accuracy change"]  # fmt: skip
     body = []
     for r in rows:
-        if not r["backend"].startswith(NAME):
+        if not is_variant(r["backend"]):
             continue
         ex = by.get((r.get("width"), r.get("target_active"), r["batch"], "rowskip"))
         q = r["quality"]

@@ -133,10 +133,10 @@ def run(args) -> int:
     else:
         print("accuracy before/after not measured (see the warning above)")
     if "predictor" in rep:
-        from taugate.runtime import load
+        from taugate.artifact import read_manifest
 
         _print_predictor(rep["predictor"])
-        _print_kinds(load(args.out).predictor.fit)
+        _print_kinds(read_manifest(args.out)["predictor"]["fit"])  # the manifest alone
     return 0
 
 

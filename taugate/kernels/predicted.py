@@ -39,33 +39,6 @@ class PredictedPacked:
     predictors: tuple  # (L - 1,) LowRank or None per hidden layer
     margin: float  # the cut is thr - margin * sigma (+inf: every unit computed, exact)
 
-    @property
-    def ranks(self) -> tuple[int, ...]:
-        return tuple(int(r) for r in self.qmeta[:-1, _k.RANK])
-
-    def with_margin(self, margin: float) -> PredictedPacked:
-        """The same model and predictors with another margin (only the cuts are rebuilt)."""
-        return pack_predicted(self.packed, self.predictors, margin=margin)
-
-    def weight_rows(self, i: int) -> np.ndarray:
-        """Layer ``i``'s weight (out, in) in row order as stored in q (predicted layers only)."""
-        n_in, n_out = self.packed.sizes[i], self.packed.sizes[i + 1]
-        off, sin = int(self.qmeta[i, _k.WR_OFF]), int(self.qmeta[i, _k.SIN])
-        return self.q[off : off + n_out * sin].reshape(n_out, sin)[:, :n_in]  # (out, in)
-
-    def macs(self, counts: np.ndarray, computed: np.ndarray) -> float:
-        """Mean multiply-adds per sample for the kernel's own counts (B, L) and candidates (B, L-1):
-        per layer the nonzero inputs' rows (exact layers) or the guess plus the candidates' dots."""
-        sizes = self.packed.sizes
-        total = np.zeros(len(counts))
-        for i in range(len(sizes) - 1):
-            n_in, n_out, r = sizes[i], sizes[i + 1], self.qmeta[i, _k.RANK]
-            if i < len(sizes) - 2 and r > 0:
-                total += counts[:, i] * r + r * n_out + computed[:, i] * n_in
-            else:
-                total += counts[:, i] * n_out
-        return float(total.mean())
-
 
 def pack_predicted(packed: Packed, predictors, *, margin: float) -> PredictedPacked:
     """Lay out ``predictors`` (one :class:`~taugate.predictor.LowRank` or None per hidden layer of

@@ -80,10 +80,7 @@ def _score(block: CompiledFFN, pred, x: np.ndarray) -> dict:
     p = block.packed
     z = x @ p.view("wz").T + p.bz  # (N, F)
     active = z > p.thr[0]  # (N, F)
-    if pred.every:
-        computed = np.ones_like(active)
-    else:
-        computed = (x @ pred.lowrank.a) @ pred.lowrank.b + p.bz > pred.cut  # (N, r) @ (r, F)
+    computed = pred.lowrank.computed(x, p.bz, p.thr[0], pred.margin)  # (N, F)
     return {"margin": pred.margin, "computed_share": float(computed.mean()),
             "active_share": float(active.mean()), "recall": recall(computed, active)}  # fmt: skip
 

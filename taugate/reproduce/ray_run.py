@@ -45,8 +45,8 @@ def run_seeds(cfg, data, specs: list, executor: ExecutorConfig, on_seed: Callabl
               foundation_fn: Callable, adapt_fn: Callable, hook: Callable | None = None) -> None:  # fmt: skip
     """Every seed of ``cfg`` as Ray tasks: ``foundation_fn(cfg, seed, data) -> (model,
     seconds)`` per seed, ``adapt_fn(cfg, seed, data, model, name, target, seconds)`` per
-    (name, target) of ``specs``; then ``on_seed(seed, model, [adapted...])`` on the driver, seed by
-    seed in order, as each seed's tasks finish."""
+    (name, target) of ``specs``; then ``on_seed(seed, model, seconds, [adapted...])`` on the
+    driver, seed by seed in order, as each seed's tasks finish."""
     seeds = list(range(cfg.seed0, cfg.seed0 + cfg.seeds))
     with ray_session(executor) as ray:
         opts, threads = executor.task_options(), executor.threads()
@@ -60,8 +60,8 @@ def run_seeds(cfg, data, specs: list, executor: ExecutorConfig, on_seed: Callabl
                      for name, target in specs] for s in seeds}  # fmt: skip
         try:
             for s in seeds:
-                model, _ = ray.get(found[s])
-                on_seed(s, model, ray.get(tasks[s]))
+                model, f_seconds = ray.get(found[s])
+                on_seed(s, model, f_seconds, ray.get(tasks[s]))
         except ray.exceptions.RayError as e:
             raise TauGateError(f"a study task failed on Ray: {ray_error_line(e)}") from None
 

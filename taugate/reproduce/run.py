@@ -93,12 +93,11 @@ def reproduce(cfg: ReproduceConfig, out: str | Path, data_dir=None, quiet: bool 
         from taugate.reproduce import ray_run
         from taugate.reproduce.study import adapt_specs, save_adapted, save_foundation, seed_result
 
-        def arrived(seed: int, foundation, adapted: list) -> None:
+        def arrived(seed: int, foundation, f_seconds: float, adapted: list) -> None:
             if cfg.save_models:
                 save_foundation(foundation, cfg, seed, data, out)
                 for a in adapted:
                     save_adapted(a, cfg, seed, data, out)
-            f_seconds = adapted[0].row["foundation_seconds"] if adapted and adapted[0].row else 0.0
             finished(seed, seed_result(cfg, seed, data, adapted, f_seconds))
 
         ray_run.run_seeds(cfg, data, adapt_specs(cfg), executor, arrived, hook=task_hook,

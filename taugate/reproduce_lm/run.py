@@ -112,12 +112,11 @@ def _on_ray(cfg: LMStudyConfig, data, out: Path, executor, finished, hook) -> No
     from taugate.reproduce import ray_run
     from taugate.reproduce_lm.study import lm_seed_result, lm_specs, save_lm_adapted
 
-    def arrived(seed: int, base, adapted: list) -> None:
+    def arrived(seed: int, base, f_seconds: float, adapted: list) -> None:
         if cfg.save_models:
             save_gpt(base, out / "models" / f"seed{seed}" / "foundation")
             for a in adapted:
                 save_lm_adapted(a, cfg, seed, out)
-        f_seconds = next((a.row["foundation_seconds"] for a in adapted if a.row), 0.0)
         finished(lm_seed_result(cfg, seed, data, adapted, f_seconds))
 
     ray_run.run_seeds(cfg, data, lm_specs(cfg), executor, arrived, hook=hook,

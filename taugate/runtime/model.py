@@ -47,6 +47,11 @@ class CompiledModel:
         self._predictor = None
         self.predictor = predictor  # an MLPPredictor (rowskip-predicted) or None
 
+    def __getstate__(self) -> dict:
+        """Pickled (e.g. sent back from a Ray task) without the kernels built so far: they hold
+        packed copies of the weights and are rebuilt on first use."""
+        return {**self.__dict__, "_kernels": {}, "_last": None}
+
     @property
     def predictor(self):
         """The :class:`~taugate.mlp_predictor.MLPPredictor` the approximate ``rowskip-predicted``

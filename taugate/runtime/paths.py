@@ -94,7 +94,7 @@ class PredictedKernel:
                 "rowskip-predicted needs a predictor: compile with `taugate compile --predictor "
                 "RANK` (or set CompiledModel.predictor)"
             )
-        packed = rs.pack(list(model.spec.weights), list(model.spec.biases), list(model.spec.taus))
+        packed = model.kernel("rowskip").packed  # the exact layout, shared (not packed twice)
         self.pp = kp.pack_predicted(packed, model.predictor.layers, margin=model.predictor.margin)
         self.last_computed: np.ndarray | None = None  # (B, L - 1) units computed, last call
 

@@ -123,7 +123,6 @@ class CellRunner:
         cell["units_kept"] = ";".join(map(str, report["units_kept"]))
         cell["trained_on"] = platform.node()
         quality = _predicted_quality(compiled, cfg.margins, d) if predictor else {}
-        compiled = CompiledModel(compiled.spec, compiled.extra, predictor=compiled.predictor)
         return TrainedCell(cell, compiled, model, f"w{width}-s{seed}-l{lam:g}.taugate", quality)
 
     def time(self, trained: TrainedCell) -> list[dict]:

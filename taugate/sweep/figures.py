@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from taugate import backends as registry
+from taugate.bench.predicted import is_variant
 from taugate.errors import TauGateError
 from taugate.plotting import plt as _plt
 from taugate.plotting import save_figure
@@ -206,7 +207,7 @@ def predicted_figure(rows: Iterable[dict], batch: int = 1):
     the margin (mean over seeds)."""
     plt = _plt()
     items = [r for r in normalise(rows)
-             if r["backend"].startswith("rowskip-predicted") and r["batch"] == batch]  # fmt: skip
+             if is_variant(r["backend"]) and r["batch"] == batch]  # fmt: skip
     stats = aggregate(items, ("width", "lambda", "pred_margin"),
                       ("pred_acc_change", "speedup_vs_rowskip", "pred_recall"))  # fmt: skip
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
@@ -244,6 +245,6 @@ def write_figures(out_dir: str | os.PathLike, rows: Iterable[dict],
     paths = plot_pareto(rows, fig_dir / "pareto", paper_lambda)
     paths += plot_speedup_vs_active(rows, fig_dir / "speedup_vs_active", batch=batch)
     paths += plot_latency_vs_batch(rows, fig_dir / "latency_vs_batch")
-    if any(str(r.get("backend", "")).startswith("rowskip-predicted") for r in rows):
+    if any(is_variant(r.get("backend", "")) for r in rows):
         paths += save_figure(predicted_figure(rows, batch), fig_dir / "predicted_pareto")
     return paths

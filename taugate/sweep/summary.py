@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from taugate import backends as registry
+from taugate.bench.predicted import is_variant
 from taugate.io import atomic_write_text
 from taugate.stats import finite, num, pm
 from taugate.sweep.stats import (
@@ -200,11 +201,6 @@ def _beaten(summ: list[dict]) -> list[str]:
 PRED_FIELDS = ("pred_recall", "pred_computed", "pred_acc_change", "speedup_vs_rowskip")
 
 
-def approximate(backend: str) -> bool:
-    """A row of the approximate predicted backend (its label is ``rowskip-predicted (...)``)."""
-    return backend.startswith("rowskip-predicted")
-
-
 def _predicted_tables(pred: list[dict]) -> list[str]:
     """Per width: λ x margin, recall, units computed, accuracy change and speedup vs exact
     row-skip at each batch size (mean ± std over seeds)."""
@@ -241,8 +237,8 @@ def summary_markdown(rows: Iterable[dict], meta: dict | None = None) -> str:
     those where any backend beats it."""
     meta = dict(meta or {})
     every = normalise(rows)
-    pred = [r for r in every if approximate(r["backend"])]
-    items = [r for r in every if not approximate(r["backend"])]  # the exact backends
+    pred = [r for r in every if is_variant(r["backend"])]
+    items = [r for r in every if not is_variant(r["backend"])]  # the exact backends
     summ = aggregate(items, GROUP_KEYS, (*CELL_FIELDS, *TIMING_FIELDS))
     cells = aggregate(cell_rows(items), ("width", "lambda"), CELL_FIELDS)
     lines = _header(items, meta)
